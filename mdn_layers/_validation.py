@@ -1,0 +1,85 @@
+"""Argument checks shared by every public entry point.
+
+Each check fails early with a ``ValueError``/``TypeError`` that names the
+argument, what was expected and what was received.
+"""
+
+import numbers
+
+import numpy as np
+
+COVARIANCE_KINDS = ("full", "diag", "spherical")
+
+
+def check_positive_int(value, name):
+    """Returns ``value`` as a Python int, or raises if it is not an int >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be a positive int; received {value!r} "
+                        f"of type {type(value).__name__}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive int (>= 1); received {value!r}.")
+    return int(value)
+
+
+def check_covariance(covariance):
+    """Returns ``covariance`` if it is one of :data:`COVARIANCE_KINDS`."""
+    if covariance not in COVARIANCE_KINDS:
+        raise ValueError(f"`covariance` must be one of {list(COVARIANCE_KINDS)}; "
+                         f"received {covariance!r}.")
+    return covariance
+
+
+def check_mixture_config(event_size, num_components, covariance):
+    """Validates the three numbers that define a params layout."""
+    return (check_positive_int(event_size, "event_size"),
+            check_positive_int(num_components, "num_components"),
+            check_covariance(covariance))
+
+
+def check_nonnegative_float(value, name):
+    """Returns ``value`` as a Python float, or raises if it is not a finite float >= 0."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be a non-negative float; received {value!r}.") from None
+    if not np.isfinite(as_float) or as_float < 0:
+        raise ValueError(f"`{name}` must be a finite float >= 0; received {value!r}.")
+    return as_float
+
+
+def check_dimension_indices(indices, event_size, name="indices", allow_empty=True):
+    """Normalises dimension indices to a tuple of non-negative Python ints.
+
+    Negative indices count from the end, as in numpy (``-1`` is the last dim).
+
+    Args:
+      indices: an int or a 1-D sequence / array of ints.
+      event_size: the number of dims the indices refer to.
+
+    Raises:
+      TypeError: an index is not an integer.
+      ValueError: an index is out of range ``[-event_size, event_size)``, an
+        index repeats, or ``indices`` is empty while ``allow_empty`` is False.
+    """
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+        indices = [indices]
+    if hasattr(indices, "numpy"):
+        indices = indices.numpy()
+    array = np.asarray(indices)
+    if array.ndim != 1:
+        raise ValueError(f"`{name}` must be an int or a 1-D sequence of ints; "
+                         f"received shape {array.shape}.")
+    if array.size and not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
+        raise TypeError(f"`{name}` must hold integers; received {indices!r} "
+                        f"(dtype {array.dtype}).")
+    if not array.size and not allow_empty:
+        raise ValueError(f"`{name}` must name at least one dimension; received {indices!r}.")
+    out_of_range = [int(i) for i in array if not -event_size <= i < event_size]
+    if out_of_range:
+        raise ValueError(f"`{name}` {out_of_range} out of range for an event of size "
+                         f"{event_size} (valid: {-event_size} .. {event_size - 1}).")
+    normalised = tuple(int(i) % event_size for i in array)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"`{name}` must not repeat a dimension; received {indices!r} "
+                         f"(as non-negative indices: {list(normalised)}).")
+    return normalised

@@ -1,0 +1,201 @@
+"""Conditioning and marginalising Gaussian mixtures, batched and differentiable.
+
+For one component with mean ``mu`` and covariance ``S``, permute the dims so the
+observed ones ``O`` come first. The Cholesky factor of the permuted covariance is
+
+    L = [[L_OO,   0  ],
+         [L_UO, L_UU ]]
+
+where ``L_OO`` is the factor of the marginal covariance ``S_OO``, ``L_UU`` is the factor
+of the conditional covariance ``S_UU - S_UO S_OO^-1 S_OU``, and with the whitened residual
+``z = L_OO^-1 (y_O - mu_O)`` the conditional mean is ``mu_U + L_UO z`` (Bishop, PRML
+eq. 2.81-2.82 written with Cholesky factors). The mixture weights become the posterior
+responsibilities ``w_k N(y_O | mu_kO, S_kOO) / sum_j (...)``, computed in log space.
+"""
+
+import math
+
+import tensorflow as tf
+
+from mdn_layers import _validation
+from mdn_layers.components import MixtureParts, build_distribution, mixture_parts
+
+_SINGULAR_MESSAGE = (
+    "condition: the Cholesky factor of a component covariance is not finite; the "
+    "covariance is singular or not positive definite. Add a small diagonal jitter to "
+    "the components (layers of this library keep a `diag_shift` floor for this).")
+
+
+def _half_log_two_pi(dtype):
+    return tf.constant(0.5 * math.log(2.0 * math.pi), dtype=dtype)
+
+
+def _check_values(values, num_observed, dtype):
+    values = tf.convert_to_tensor(values, dtype_hint=dtype)
+    values = tf.cast(values, dtype)
+    if values.shape.rank == 0 or values.shape[-1] != num_observed:
+        raise ValueError(
+            f"`values` must have a last axis of size len(indices)={num_observed}; "
+            f"received shape {values.shape}.")
+    return values
+
+
+def _gather_dims(tensor, dims, axis=-1):
+    return tf.gather(tensor, list(dims), axis=axis)
+
+
+def _broadcast_parts(log_weights, loc, scale, diagonal, single):
+    """Broadcasts the parts to one batch shape ``[..., K]``."""
+    batch = tf.broadcast_dynamic_shape(tf.shape(log_weights), tf.shape(loc)[:-1])
+    batch = tf.broadcast_dynamic_shape(batch, tf.shape(scale)[:-1 if diagonal else -2])
+    loc = tf.broadcast_to(loc, tf.concat([batch, tf.shape(loc)[-1:]], 0))
+    scale_event = tf.shape(scale)[-1:] if diagonal else tf.shape(scale)[-2:]
+    scale = tf.broadcast_to(scale, tf.concat([batch, scale_event], 0))
+    return MixtureParts(tf.broadcast_to(log_weights, batch), loc, scale, diagonal, single)
+
+
+def _check_cholesky(chol):
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(chol))):
+            raise tf.errors.InvalidArgumentError(None, None, _SINGULAR_MESSAGE)
+        return chol
+    return tf.debugging.assert_all_finite(chol, _SINGULAR_MESSAGE)
+
+
+def _permuted_cholesky(parts, order):
+    """Cholesky factors ``[..., K, D, D]`` of the covariances with dims in ``order``."""
+    if list(order) == list(range(parts.event_size)):
+        return parts.scale
+    rows = _gather_dims(parts.scale, order, axis=-2)
+    return _check_cholesky(tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True)))
+
+
+def condition(dist, indices, values):
+    """Distribution of the unobserved dims given the observed ones.
+
+    Args:
+      dist: a ``tfd.MixtureSameFamily`` of multivariate normals (full, diagonal or
+        spherical) with event shape ``[D]``, or a single multivariate normal.
+      indices: the observed dims, ints in any order; negative ints count from the
+        end as in numpy. Validated eagerly in Python.
+      values: ``[..., len(indices)]`` observed values, ``values[..., j]`` is the
+        value of dim ``indices[j]``. Leading axes broadcast against
+        ``dist.batch_shape`` as in ``dist.log_prob``.
+
+    Returns:
+      A mixture (or a multivariate normal, for a normal ``dist``) over the
+      unobserved dims in ascending order, with batch shape
+      ``broadcast(dist.batch_shape, values.shape[:-1])``. Components are
+      ``MultivariateNormalTriL``, or ``MultivariateNormalDiag`` for diagonal input.
+      Its weights are the posterior responsibilities of the components. With every
+      dim observed the event size is 0 and only the weights remain; with no dim
+      observed ``dist`` is returned unchanged.
+
+    Raises:
+      ValueError: repeated, out-of-range or non-integer ``indices``, or ``values``
+        whose last axis is not ``len(indices)``.
+      tf.errors.InvalidArgumentError: a component covariance is singular (eager
+        and graph mode; under XLA the result is NaN instead).
+
+    Example:
+
+    >>> mixture = mixture_from_params(params, event_size=3, num_components=5)
+    >>> given = condition(mixture, indices=[2], values=y[:, 2:3])  # p(y0, y1 | y2)
+    """
+    parts = mixture_parts(dist)
+    observed = _validation.check_dimension_indices(indices, parts.event_size)
+    if not observed:
+        return dist
+    values = _check_values(values, len(observed), parts.dtype)
+    unobserved = [d for d in range(parts.event_size) if d not in observed]
+    residual = values[..., tf.newaxis, :] - _gather_dims(parts.loc, observed)
+    num_observed = len(observed)
+    if parts.diagonal:
+        observed_sd = _gather_dims(parts.scale, observed)
+        z = residual / observed_sd
+        log_det = tf.reduce_sum(tf.math.log(observed_sd), axis=-1)
+        loc = _gather_dims(parts.loc, unobserved)
+        scale = _gather_dims(parts.scale, unobserved)
+    else:
+        chol = _permuted_cholesky(parts, list(observed) + unobserved)
+        chol_oo = chol[..., :num_observed, :num_observed]
+        batch = tf.broadcast_dynamic_shape(tf.shape(residual)[:-1], tf.shape(chol_oo)[:-2])
+        chol_oo = tf.broadcast_to(chol_oo, tf.concat([batch, tf.shape(chol_oo)[-2:]], 0))
+        residual = tf.broadcast_to(residual, tf.concat([batch, [num_observed]], 0))
+        z = tf.linalg.triangular_solve(chol_oo, residual[..., tf.newaxis], lower=True)[..., 0]
+        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol_oo)), axis=-1)
+        loc = (_gather_dims(parts.loc, unobserved)
+               + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
+        scale = chol[..., num_observed:, num_observed:]
+    log_marginal = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
+                    - num_observed * _half_log_two_pi(parts.dtype))
+    log_weights = tf.math.log_softmax(parts.log_weights + log_marginal, axis=-1)
+    return build_distribution(
+        _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
+
+
+def marginalize(dist, indices):
+    """Distribution of the dims ``indices`` alone, in the given order.
+
+    Args:
+      dist: a ``tfd.MixtureSameFamily`` of multivariate normals or a single
+        multivariate normal, event shape ``[D]``.
+      indices: non-empty ints in any order (negative ints count from the end).
+
+    Returns:
+      A distribution of the same kind with event shape ``[len(indices)]`` and the
+      same batch shape and weights; its dim ``j`` is ``dist``'s dim ``indices[j]``.
+
+    Example:
+
+    >>> marginalize(mixture, [2, 0]).event_shape
+    TensorShape([2])
+    """
+    parts = mixture_parts(dist)
+    kept = _validation.check_dimension_indices(indices, parts.event_size, allow_empty=False)
+    loc = _gather_dims(parts.loc, kept)
+    if parts.diagonal:
+        scale = _gather_dims(parts.scale, kept)
+    elif list(kept) == list(range(len(kept))):
+        # The leading block of a Cholesky factor is the factor of the leading block.
+        scale = parts.scale[..., :len(kept), :len(kept)]
+    else:
+        rows = _gather_dims(parts.scale, kept, axis=-2)
+        scale = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
+    return build_distribution(
+        MixtureParts(parts.log_weights, loc, scale, parts.diagonal, parts.single))
+
+
+def masked_log_prob(parts, targets):
+    """Log density of each target's observed (non-NaN) dims under a mixture.
+
+    Args:
+      parts: :class:`MixtureParts` with batch shape ``[...]``.
+      targets: ``[..., D]`` values; NaN marks a missing entry.
+
+    Returns:
+      ``[...]`` log marginal density of the observed dims of each row (0 for a
+      row with no observed dim).
+    """
+    observed = tf.logical_not(tf.math.is_nan(targets))[..., tf.newaxis, :]
+    filled = tf.where(observed, targets[..., tf.newaxis, :], tf.zeros_like(targets[..., None, :]))
+    residual = tf.where(observed, filled - parts.loc, tf.zeros_like(parts.loc))
+    num_observed = tf.reduce_sum(tf.cast(observed, parts.dtype), axis=-1)
+    if parts.diagonal:
+        z = residual / parts.scale
+        log_det = tf.reduce_sum(tf.where(observed, tf.math.log(parts.scale), 0.0), axis=-1)
+    else:
+        # A missing dim is replaced by an independent unit-variance dim with zero
+        # residual: the joint density then factorises into the observed marginal
+        # times N(0 | 0, 1) per missing dim, and the latter's log(1) = 0 determinant
+        # and zero residual drop out, leaving only its 2*pi constant (not counted).
+        mask = tf.cast(observed, parts.dtype)
+        covariance = parts.covariance() * mask[..., :, tf.newaxis] * mask[..., tf.newaxis, :]
+        # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
+        covariance += tf.eye(parts.event_size, dtype=parts.dtype) * (1.0 - mask)[..., tf.newaxis]
+        chol = tf.linalg.cholesky(covariance)
+        z = tf.linalg.triangular_solve(chol, residual[..., tf.newaxis], lower=True)[..., 0]
+        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)), axis=-1)
+    component_log_prob = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
+                          - num_observed * _half_log_two_pi(parts.dtype))
+    return tf.reduce_logsumexp(parts.log_weights + component_log_prob, axis=-1)
