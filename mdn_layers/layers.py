@@ -167,10 +167,20 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
 
     def __init__(self, event_size, num_components, covariance="full",
                  diag_shift=layout.DEFAULT_DIAG_SHIFT, allow_missing=False,
-                 name="mixture_nll", **kwargs):
-        super().__init__(name=name, **kwargs)
+                 name="mixture_nll", dtype=None, **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
         self.allow_missing = bool(allow_missing)
+        # With no dtype given the loss computes in the params' dtype (float32 or
+        # float64), so a float64 model gets a float64 likelihood.
+        self._dtype_follows_params = dtype is None
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        params_dtype = getattr(y_pred, "dtype", None)
+        if self._dtype_follows_params and params_dtype in (tf.float32, tf.float64, "float32",
+                                                            "float64"):
+            self._dtype = tf.as_dtype(params_dtype).name
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true, y_pred):
         y_true = self._check_targets(y_true, y_pred)
@@ -201,6 +211,8 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
         config = super().get_config()
         config.update(self._mixture_config())
         config["allow_missing"] = self.allow_missing
+        if self._dtype_follows_params:
+            config["dtype"] = None
         return config
 
 

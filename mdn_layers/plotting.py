@@ -1,0 +1,135 @@
+"""Matplotlib views of predicted mixtures. Headless-safe: nothing here calls ``plt.show()``.
+
+Every function draws on ``ax`` (a new figure's axes when ``None``) and returns the axes.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mdn_layers.components import mixture_parts
+from mdn_layers.conditioning import marginalize
+
+
+def _axes(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6, 4.5))
+    return ax
+
+
+def _marginal_density(mixture, dim, values):
+    """``[len(values), *batch]`` density of dim ``dim`` at each value, per batch member."""
+    marginal = marginalize(mixture, [dim])
+    batch_rank = len(marginal.batch_shape)
+    points = np.reshape(np.asarray(values, dtype=marginal.dtype.as_numpy_dtype),
+                        (-1,) + (1,) * batch_rank + (1,))
+    return np.exp(marginal.log_prob(points).numpy())
+
+
+def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data=None,
+                             ax=None, cmap="viridis"):
+    """Heat map of ``p(y_dim | x)`` over a 1-D input grid, data on top (Bishop's figure).
+
+    Args:
+      mixture: predicted mixtures with batch shape ``[G]``, one per ``x_grid`` point.
+      x_grid: ``[G]`` inputs, increasing.
+      y_grid: ``[Y]`` target values at which to evaluate the density.
+      dim: which target dim to show (its marginal).
+      x_data, y_data: optional ``[N]`` points to scatter on top.
+    """
+    ax = _axes(ax)
+    density = _marginal_density(mixture, dim, y_grid)
+    ax.pcolormesh(np.asarray(x_grid).ravel(), np.asarray(y_grid).ravel(), density,
+                  shading="auto", cmap=cmap)
+    if x_data is not None and y_data is not None:
+        ax.scatter(np.ravel(x_data), np.ravel(y_data), s=2, c="white", alpha=0.35,
+                   linewidths=0)
+    ax.set_xlabel("x")
+    ax.set_ylabel(f"y[{dim}]")
+    return ax
+
+
+def plot_density_1d(mixture, y_grid, dim=0, ax=None, **line_kwargs):
+    """Density of target dim ``dim`` of one mixture (batch shape ``[]``) over ``y_grid``."""
+    ax = _axes(ax)
+    ax.plot(np.ravel(y_grid), _marginal_density(mixture, dim, y_grid).ravel(), **line_kwargs)
+    ax.set_xlabel(f"y[{dim}]")
+    ax.set_ylabel("density")
+    return ax
+
+
+def plot_mixture_2d(mixture, dims=(0, 1), data=None, ax=None, grid_size=120,
+                    num_levels=8, extent=None):
+    """Density contours of one 2-D mixture with a 2-sigma ellipse per component.
+
+    Args:
+      mixture: a mixture with batch shape ``[]`` and at least two target dims.
+      dims: the two target dims to show (the others are marginalised out).
+      data: optional ``[N, 2]`` points to scatter.
+      extent: ``(xmin, xmax, ymin, ymax)``; by default 3.5 standard deviations
+        around the components.
+    Ellipse line width and opacity grow with the component weight.
+    """
+    from matplotlib.patches import Ellipse
+
+    ax = _axes(ax)
+    marginal = marginalize(mixture, list(dims))
+    parts = mixture_parts(marginal)
+    weights = np.exp(parts.log_weights.numpy()).reshape(-1)
+    locs = parts.loc.numpy().reshape(-1, 2)
+    covariances = parts.covariance().numpy().reshape(-1, 2, 2)
+    if extent is None:
+        spread = 3.5 * np.sqrt(np.stack([covariances[:, 0, 0], covariances[:, 1, 1]], -1))
+        low, high = (locs - spread).min(0), (locs + spread).max(0)
+        extent = (low[0], high[0], low[1], high[1])
+    grid_x, grid_y = np.meshgrid(np.linspace(extent[0], extent[1], grid_size),
+                                 np.linspace(extent[2], extent[3], grid_size))
+    points = np.stack([grid_x, grid_y], -1).astype(marginal.dtype.as_numpy_dtype)
+    density = np.exp(marginal.log_prob(points).numpy())
+    ax.contourf(grid_x, grid_y, density, levels=num_levels, cmap="Blues")
+    if data is not None:
+        data = np.asarray(data)
+        ax.scatter(data[:, 0], data[:, 1], s=3, c="k", alpha=0.3, linewidths=0)
+    for weight, loc, cov in zip(weights, locs, covariances):
+        eigenvalues, eigenvectors = np.linalg.eigh(cov)
+        angle = np.degrees(np.arctan2(eigenvectors[1, -1], eigenvectors[0, -1]))
+        width, height = 2 * 2 * np.sqrt(np.maximum(eigenvalues[::-1], 0))
+        ax.add_patch(Ellipse(loc, width, height, angle=angle, fill=False, color="crimson",
+                             lw=0.5 + 3 * weight, alpha=min(1.0, 0.3 + weight)))
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_xlabel(f"y[{dims[0]}]")
+    ax.set_ylabel(f"y[{dims[1]}]")
+    return ax
+
+
+def plot_samples(samples, data, dims=(0, 1), ax=None):
+    """Scatter of model samples against data, both ``[N, D]`` (``D >= 2``); 1-D: histograms."""
+    ax = _axes(ax)
+    samples, data = np.asarray(samples), np.asarray(data)
+    samples = samples.reshape(-1, samples.shape[-1])
+    data = data.reshape(-1, data.shape[-1])
+    if samples.shape[-1] == 1:
+        bins = np.histogram_bin_edges(np.concatenate([samples[:, 0], data[:, 0]]), bins=50)
+        ax.hist(data[:, 0], bins=bins, density=True, alpha=0.5, label="data")
+        ax.hist(samples[:, 0], bins=bins, density=True, alpha=0.5, label="samples")
+        ax.set_xlabel("y[0]")
+    else:
+        ax.scatter(data[:, dims[0]], data[:, dims[1]], s=3, alpha=0.4, label="data")
+        ax.scatter(samples[:, dims[0]], samples[:, dims[1]], s=3, alpha=0.4, label="samples")
+        ax.set_xlabel(f"y[{dims[0]}]")
+        ax.set_ylabel(f"y[{dims[1]}]")
+    ax.legend(loc="best")
+    return ax
+
+
+def plot_pit_histogram(pit_values, bins=20, ax=None):
+    """Histogram of probability integral transform values; flat at 1 when calibrated."""
+    ax = _axes(ax)
+    pit_values = np.ravel(tf.convert_to_tensor(pit_values).numpy())
+    ax.hist(pit_values, bins=bins, range=(0, 1), density=True, alpha=0.7, edgecolor="k")
+    ax.axhline(1.0, color="crimson", ls="--", label="calibrated")
+    ax.set_xlabel("PIT value")
+    ax.set_ylabel("density")
+    ax.legend(loc="best")
+    return ax

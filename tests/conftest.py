@@ -1,0 +1,69 @@
+"""Shared test helpers: independent numpy/scipy references for Gaussian mixtures."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow_probability as tfp  # noqa: E402
+from scipy import special, stats  # noqa: E402
+
+DIAG_SHIFT = 1e-5
+
+
+def random_mixture(rng, num_components, event_size, batch=(), min_sd=0.3):
+    """Random well-conditioned mixture: weights [*batch, K], means [*batch, K, D], covs."""
+    shape = tuple(batch) + (num_components,)
+    weights = rng.dirichlet(np.ones(num_components), size=tuple(batch) or None)
+    means = rng.normal(0, 2, shape + (event_size,))
+    factors = rng.normal(0, 0.5, shape + (event_size, event_size))
+    covs = factors @ np.swapaxes(factors, -1, -2) + min_sd**2 * np.eye(event_size)
+    return np.asarray(weights), means, covs
+
+
+def scipy_mixture_logpdf(y, weights, means, covs):
+    """log sum_k w_k N(y | m_k, C_k) for one mixture: y [N, D] -> [N]."""
+    terms = [np.log(w) + stats.multivariate_normal(m, c).logpdf(y)
+             for w, m, c in zip(weights, means, covs)]
+    return special.logsumexp(np.stack(terms, 0), axis=0)
+
+
+def softplus_inverse(x):
+    return x + np.log(-np.expm1(-x))
+
+
+def params_for(weights, means, covs, covariance):
+    """Params vector [P] (float64) that the documented layout maps to this mixture.
+
+    Written from the layout description (logits, then per component D means and the
+    inverse-softplus scale entries; full scales in tfp.math.fill_triangular order).
+    """
+    blocks = [np.log(weights)]
+    for mean, cov in zip(means, covs):
+        if covariance == "full":
+            tril = np.linalg.cholesky(cov)
+            raw = tril.copy()
+            np.fill_diagonal(raw, softplus_inverse(np.diag(tril) - DIAG_SHIFT))
+            entries = tfp.math.fill_triangular_inverse(raw).numpy()
+        elif covariance == "diag":
+            entries = softplus_inverse(np.sqrt(np.diag(cov)) - DIAG_SHIFT)
+        else:
+            entries = softplus_inverse(np.sqrt(cov[:1, 0]) - DIAG_SHIFT)
+        blocks += [mean, entries]
+    return np.concatenate(blocks)
+
+
+def restrict_covariance(covs, covariance):
+    """The covariances that a diag/spherical layout can represent."""
+    if covariance == "full":
+        return covs
+    diag = np.diagonal(covs, axis1=-2, axis2=-1)
+    if covariance == "spherical":
+        diag = np.broadcast_to(diag[..., :1], diag.shape)
+    return diag[..., :, None] * np.eye(covs.shape[-1])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

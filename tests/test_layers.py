@@ -1,0 +1,183 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import params_for, random_mixture, restrict_covariance, scipy_mixture_logpdf
+
+import mdn_layers
+from mdn_layers import datasets
+
+tfd = tfp.distributions
+KINDS = ["full", "diag", "spherical"]
+
+
+def mdn_model(event_size, num_components, covariance="full", input_shape=(1,), hidden=32,
+              dtype=None, jit_compile="auto", learning_rate=3e-3):
+    model = keras.Sequential([
+        keras.Input(input_shape, dtype=dtype),
+        keras.layers.Dense(hidden, activation="tanh", dtype=dtype),
+        mdn_layers.MixtureDensity(event_size, num_components, covariance, dtype=dtype),
+    ])
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  loss=mdn_layers.MixtureNLL(event_size, num_components, covariance),
+                  jit_compile=jit_compile)
+    return model
+
+
+def test_layer_output_shape_for_2d_and_sequence_input():
+    layer = mdn_layers.MixtureDensity(3, 4)
+    size = mdn_layers.params_size(3, 4)
+    assert layer(np.zeros((5, 7), "float32")).shape == (5, size)
+    assert layer(np.zeros((5, 6, 7), "float32")).shape == (5, 6, size)
+    assert layer.compute_output_shape((None, 6, 7)) == (None, 6, size)
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+def test_initial_components_are_spread_with_reasonable_scales(covariance):
+    keras.utils.set_random_seed(3)
+    layer = mdn_layers.MixtureDensity(2, 6, covariance, initial_scale=0.5)
+    mixture = layer.mixture(layer(np.zeros((1, 4), "float32")))
+    locs = mixture.components_distribution.mean().numpy()[0]
+    distances = np.linalg.norm(locs[:, None] - locs[None], axis=-1)[np.triu_indices(6, 1)]
+    assert distances.min() > 0.05
+    stddevs = mixture.components_distribution.stddev().numpy()
+    np.testing.assert_allclose(stddevs, 0.5, rtol=1e-4)
+    np.testing.assert_allclose(mixture.mixture_distribution.probs_parameter(), 1 / 6, atol=1e-6)
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+@pytest.mark.parametrize("num_components,event_size", [(1, 1), (1, 2), (3, 2)])
+def test_loss_is_per_sample_nll_against_scipy(rng, covariance, num_components, event_size):
+    weights, means, covs = random_mixture(rng, num_components, event_size)
+    covs = restrict_covariance(covs, covariance)
+    params = np.tile(params_for(weights, means, covs, covariance), (6, 1)).astype("float32")
+    y = rng.normal(0, 2, (6, event_size)).astype("float32")
+    loss = mdn_layers.MixtureNLL(event_size, num_components, covariance)
+    expected = -scipy_mixture_logpdf(y, weights, means, covs)
+    np.testing.assert_allclose(loss.call(y, params), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(loss(y, params), expected.mean(), rtol=1e-4)
+    weight = np.array([1, 0, 0, 2, 0, 0], "float32")
+    np.testing.assert_allclose(loss(y, params, sample_weight=weight),
+                               (expected * weight).sum() / 6, rtol=1e-4)
+
+
+def test_loss_accepts_flat_targets_for_one_dim(rng):
+    loss = mdn_layers.MixtureNLL(1, 2)
+    params = rng.normal(size=(5, mdn_layers.params_size(1, 2))).astype("float32")
+    y = rng.normal(size=5).astype("float32")
+    np.testing.assert_allclose(loss.call(y, params), loss.call(y[:, None], params))
+
+
+def test_loss_rejects_wrong_target_width_naming_both_sizes():
+    loss = mdn_layers.MixtureNLL(event_size=2, num_components=3)
+    params = np.zeros((4, mdn_layers.params_size(2, 3)), "float32")
+    with pytest.raises(ValueError, match=r"size 3.*event_size=2"):
+        loss(np.zeros((4, 3), "float32"), params)
+
+
+def test_loss_rejects_wrong_params_width():
+    loss = mdn_layers.MixtureNLL(event_size=2, num_components=3)
+    with pytest.raises(ValueError, match="params_size=18"):
+        loss(np.zeros((4, 2), "float32"), np.zeros((4, 12), "float32"))
+
+
+@pytest.mark.parametrize("bad", [dict(event_size=0), dict(num_components=-1),
+                                 dict(covariance="banded")])
+def test_layer_rejects_bad_config(bad):
+    kwargs = dict(event_size=2, num_components=3) | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        mdn_layers.MixtureDensity(**kwargs)
+
+
+def test_training_reduces_held_out_nll_on_bimodal_problem():
+    keras.utils.set_random_seed(0)
+    train, test = datasets.bimodal_sine(3000, seed=0), datasets.bimodal_sine(1000, seed=1)
+    model = mdn_model(1, 3, hidden=32, learning_rate=1e-2)
+
+    def held_out_nll():
+        return -float(np.mean(mdn_layers.predict_mixture(model, test.x).log_prob(test.y)))
+
+    before = held_out_nll()
+    model.fit(train.x, train.y, epochs=25, batch_size=128, verbose=0)
+    after = held_out_nll()
+    oracle = test.oracle_nll()
+    assert after < before - 0.5
+    # A unimodal Gaussian fit cannot get within 0.25 nats of the bimodal oracle.
+    assert after < oracle + 0.25, (before, after, oracle)
+
+
+def test_predict_mixture_returns_one_batched_mixture(rng):
+    model = mdn_model(2, 3)
+    x = rng.normal(size=(70, 1)).astype("float32")
+    mixture = mdn_layers.predict_mixture(model, x, batch_size=16)
+    assert isinstance(mixture, tfd.MixtureSameFamily)
+    assert mixture.batch_shape == (70,) and mixture.event_shape == (2,)
+    direct = mdn_layers.mixture_from_params(model(x), 2, 3)
+    y = rng.normal(size=(70, 2)).astype("float32")
+    np.testing.assert_allclose(mixture.log_prob(y), direct.log_prob(y), rtol=1e-5, atol=1e-5)
+
+
+def test_predict_mixture_needs_a_mixture_layer():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="MixtureDensity"):
+        mdn_layers.predict_mixture(model, np.zeros((2, 2), "float32"))
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+def test_save_load_round_trip_and_continue_training(tmp_path, rng, covariance):
+    model = mdn_model(2, 3, covariance)
+    x = rng.normal(size=(64, 1)).astype("float32")
+    y = rng.normal(size=(64, 2)).astype("float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "mdn.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert isinstance(loaded.loss, mdn_layers.MixtureNLL)
+    assert loaded.loss.covariance == covariance
+    history = loaded.fit(x, y, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_sequence_model_without_time_distributed(rng):
+    model = keras.Sequential([
+        keras.Input((5, 3)),
+        keras.layers.LSTM(8, return_sequences=True),
+        mdn_layers.MixtureDensity(2, 3),
+    ])
+    model.compile("adam", loss=mdn_layers.MixtureNLL(2, 3))
+    x = rng.normal(size=(16, 5, 3)).astype("float32")
+    y = rng.normal(size=(16, 5, 2)).astype("float32")
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    mixture = mdn_layers.predict_mixture(model, x)
+    assert mixture.batch_shape == (16, 5)
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+def test_xla_training_with_partial_final_batch(rng, covariance):
+    model = mdn_model(3, 4, covariance, jit_compile=True)
+    x = rng.normal(size=(130, 1)).astype("float32")  # 130 = 4 * 32 + 2
+    y = rng.normal(size=(130, 3)).astype("float32")
+    history = model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert np.isfinite(model.evaluate(x, y, batch_size=32, verbose=0))
+
+
+def test_float64_end_to_end(rng):
+    model = mdn_model(2, 3, dtype="float64")
+    x = rng.normal(size=(64, 1))
+    y = rng.normal(size=(64, 2))
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.layers[-1].kernel.dtype == "float64"
+    mixture = mdn_layers.predict_mixture(model, x)
+    assert mixture.dtype == tf.float64
+    assert mixture.log_prob(y).dtype == tf.float64
+    assert model.predict(x, verbose=0).dtype == np.float64
+    # The loss computes in float64 too: it resolves a 1e-10 relative change in the NLL.
+    params = model(x)
+    loss = model.loss
+    assert loss(y, params).dtype == tf.float64
+    assert loss(y, params * (1 + 1e-10)) != loss(y, params)
