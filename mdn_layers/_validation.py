@@ -1,7 +1,7 @@
 """Argument checks shared by every public entry point.
 
-Each check fails early with a ``ValueError``/``TypeError`` that names the
-argument, what was expected and what was received.
+Each check fails early with a ``ValueError`` that names the argument, what was
+expected and what was received.
 """
 
 import numbers
@@ -14,7 +14,7 @@ COVARIANCE_KINDS = ("full", "diag", "spherical")
 def check_positive_int(value, name):
     """Returns ``value`` as a Python int, or raises if it is not an int >= 1."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be a positive int; received {value!r} "
+        raise ValueError(f"`{name}` must be a positive int; received {value!r} "
                         f"of type {type(value).__name__}.")
     if value < 1:
         raise ValueError(f"`{name}` must be a positive int (>= 1); received {value!r}.")
@@ -41,7 +41,7 @@ def check_nonnegative_float(value, name):
     try:
         as_float = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a non-negative float; received {value!r}.") from None
+        raise ValueError(f"`{name}` must be a non-negative float; received {value!r}.") from None
     if not np.isfinite(as_float) or as_float < 0:
         raise ValueError(f"`{name}` must be a finite float >= 0; received {value!r}.")
     return as_float
@@ -57,8 +57,7 @@ def check_dimension_indices(indices, event_size, name="indices", allow_empty=Tru
       event_size: the number of dims the indices refer to.
 
     Raises:
-      TypeError: an index is not an integer.
-      ValueError: an index is out of range ``[-event_size, event_size)``, an
+      ValueError: an index is not an integer, is out of range ``[-event_size, event_size)``, an
         index repeats, or ``indices`` is empty while ``allow_empty`` is False.
     """
     if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
@@ -70,7 +69,7 @@ def check_dimension_indices(indices, event_size, name="indices", allow_empty=Tru
         raise ValueError(f"`{name}` must be an int or a 1-D sequence of ints; "
                          f"received shape {array.shape}.")
     if array.size and not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
-        raise TypeError(f"`{name}` must hold integers; received {indices!r} "
+        raise ValueError(f"`{name}` must hold integers; received {indices!r} "
                         f"(dtype {array.dtype}).")
     if not array.size and not allow_empty:
         raise ValueError(f"`{name}` must name at least one dimension; received {indices!r}.")

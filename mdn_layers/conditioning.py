@@ -15,6 +15,8 @@ responsibilities ``w_k N(y_O | mu_kO, S_kOO) / sum_j (...)``, computed in log sp
 
 import math
 
+import numpy as np
+
 import tensorflow as tf
 
 from mdn_layers import _validation
@@ -41,7 +43,7 @@ def _check_values(values, num_observed, dtype):
 
 
 def _gather_dims(tensor, dims, axis=-1):
-    return tf.gather(tensor, list(dims), axis=axis)
+    return tf.gather(tensor, np.asarray(dims, dtype=np.int32), axis=axis)
 
 
 def _broadcast_parts(log_weights, loc, scale, diagonal, single):

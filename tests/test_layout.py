@@ -41,7 +41,7 @@ def test_params_size_rejects_bad_config(kwargs, message):
 
 
 def test_params_size_rejects_non_int():
-    with pytest.raises(TypeError, match="event_size"):
+    with pytest.raises(ValueError, match="event_size"):
         mdn_layers.params_size(2.5, 3)
 
 
