@@ -24,7 +24,7 @@ def random_mixture(rng, num_components, event_size, batch=(), min_sd=0.3):
 
 def scipy_mixture_logpdf(y, weights, means, covs):
     """log sum_k w_k N(y | m_k, C_k) for one mixture: y [N, D] -> [N]."""
-    terms = [np.log(w) + stats.multivariate_normal(m, c).logpdf(y)
+    terms = [np.log(w) + np.atleast_1d(stats.multivariate_normal(m, c).logpdf(y))
              for w, m, c in zip(weights, means, covs)]
     return special.logsumexp(np.stack(terms, 0), axis=0)
 

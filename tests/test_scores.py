@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import random_mixture
+from scipy import integrate, stats
+
+import mdn_layers
+from mdn_layers import scores
+
+tfd = tfp.distributions
+
+
+def tfp_mixture(weights, means, covs, dtype="float64"):
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=tf.constant(weights, dtype)),
+        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
+                                   tf.constant(np.linalg.cholesky(covs), dtype)))
+
+
+@pytest.mark.parametrize("mu,sigma,y", [(0.0, 1.0, 0.0), (1.0, 2.0, -3.0), (-2.0, 0.1, -1.9)])
+def test_crps_single_gaussian_closed_form(mu, sigma, y):
+    z = (y - mu) / sigma
+    expected = sigma * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z)
+                        - 1 / np.sqrt(np.pi))
+    mixture = tfp_mixture(np.ones(1), np.array([[mu]]), np.array([[[sigma**2]]]))
+    np.testing.assert_allclose(scores.crps(mixture, np.array([y])), [expected], rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crps_mixture_against_numerical_integration(seed):
+    rng = np.random.default_rng(seed)
+    weights, means, covs = random_mixture(rng, 3, 2)
+    y = rng.normal(0, 2, 2)
+    found = scores.crps(tfp_mixture(weights, means, covs), y).numpy()
+    for dim in range(2):
+        sds = np.sqrt(covs[:, dim, dim])
+
+        def cdf(v):
+            return np.sum(weights * stats.norm.cdf(v, means[:, dim], sds))
+
+        below = integrate.quad(lambda v: cdf(v) ** 2, -60, y[dim], limit=200)[0]
+        above = integrate.quad(lambda v: (1 - cdf(v)) ** 2, y[dim], 60, limit=200)[0]
+        np.testing.assert_allclose(found[dim], below + above, rtol=1e-6)
+
+
+def test_energy_score_in_one_dim_estimates_crps(rng):
+    weights, means, covs = random_mixture(rng, 3, 1)
+    mixture = tfp_mixture(weights, means, covs)
+    y = np.array([0.7])
+    estimate = scores.energy_score(mixture, y, num_samples=100_000, seed=1).numpy()
+    np.testing.assert_allclose(estimate, scores.crps(mixture, y).numpy()[0], rtol=0.02)
+
+
+def test_energy_score_prefers_the_true_model(rng):
+    weights, means, covs = random_mixture(rng, 2, 3)
+    truth = tfp_mixture(weights, means, covs)
+    y = mdn_layers.sample(truth, 400, seed=3)
+    wrong = tfp_mixture(weights, means + 1.0, covs)
+    assert (np.mean(scores.energy_score(truth, y, seed=4))
+            < np.mean(scores.energy_score(wrong, y, seed=4)))
+
+
+def test_coverage_and_pit_of_true_model_are_calibrated(rng):
+    weights, means, covs = random_mixture(rng, 3, 2, batch=(4000,))
+    truth = tfp_mixture(weights, means, covs)
+    y = mdn_layers.sample(truth, seed=9).numpy()
+    fractions = scores.coverage(truth, y, levels=(0.5, 0.9)).numpy()
+    np.testing.assert_allclose(fractions, [[0.5, 0.5], [0.9, 0.9]], atol=0.03)
+    pit = scores.pit(truth, y).numpy()
+    for dim in range(2):
+        assert stats.kstest(pit[:, dim], "uniform").pvalue > 0.001
+    overconfident = tfp_mixture(weights, means, covs * 0.25)
+    assert np.all(scores.coverage(overconfident, y, levels=(0.9,)).numpy() < 0.85)
+
+
+def test_nll_is_negative_log_prob(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2))
+    y = rng.normal(size=(3, 2))
+    np.testing.assert_allclose(scores.nll(mixture, y), -mixture.log_prob(y))

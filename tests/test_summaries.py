@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import random_mixture, scipy_mixture_logpdf
+from scipy import optimize, stats
+
+import mdn_layers
+from mdn_layers import summaries
+
+tfd = tfp.distributions
+
+
+def tfp_mixture(weights, means, covs, dtype="float64"):
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=tf.constant(weights, dtype)),
+        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
+                                   tf.constant(np.linalg.cholesky(covs), dtype)))
+
+
+def numpy_cdf(weights, means, sds, value):
+    return float(np.sum(weights * stats.norm.cdf(value, means, sds)))
+
+
+def test_mean_and_covariance_law_of_total_covariance(rng):
+    weights, means, covs = random_mixture(rng, 4, 3, batch=(2,))
+    mixture = tfp_mixture(weights, means, covs)
+    for row in range(2):
+        mean = weights[row] @ means[row]
+        second = np.einsum("k,kij->ij", weights[row],
+                           covs[row] + means[row][:, :, None] * means[row][:, None, :])
+        np.testing.assert_allclose(summaries.mean(mixture)[row], mean, rtol=1e-10)
+        np.testing.assert_allclose(summaries.covariance(mixture)[row],
+                                   second - np.outer(mean, mean), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mode_1d_against_grid_search(seed):
+    rng = np.random.default_rng(seed)
+    weights, means, covs = random_mixture(rng, 4, 1, min_sd=0.2)
+    grid = np.linspace(-10, 10, 200_001)[:, None]
+    density = scipy_mixture_logpdf(grid, weights, means, covs)
+    found = summaries.mode(tfp_mixture(weights, means, covs)).numpy()
+    assert abs(found[0] - grid[density.argmax(), 0]) < 1e-3
+    assert scipy_mixture_logpdf(found[None], weights, means, covs)[0] >= density.max() - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mode_2d_against_grid_search(seed):
+    rng = np.random.default_rng(seed)
+    weights, means, covs = random_mixture(rng, 3, 2)
+    axis = np.linspace(-8, 8, 801)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    density = scipy_mixture_logpdf(grid, weights, means, covs)
+    best = grid[density.argmax()]
+    # Refine the grid optimum locally with scipy to get the reference mode.
+    reference = optimize.minimize(
+        lambda p: -scipy_mixture_logpdf(p[None], weights, means, covs)[0], best,
+        method="Nelder-Mead", options=dict(xatol=1e-9, fatol=1e-12)).x
+    found = summaries.mode(tfp_mixture(weights, means, covs)).numpy()
+    np.testing.assert_allclose(found, reference, atol=1e-4)
+
+
+def test_mode_batched_matches_per_example(rng):
+    weights, means, covs = random_mixture(rng, 3, 2, batch=(4,))
+    batched = mdn_layers.mode(tfp_mixture(weights, means, covs)).numpy()
+    for row in range(4):
+        single = mdn_layers.mode(tfp_mixture(weights[row], means[row], covs[row])).numpy()
+        np.testing.assert_allclose(batched[row], single, atol=1e-6)
+
+
+@pytest.mark.parametrize("probs", [0.01, 0.3, 0.5, 0.9, 0.999])
+def test_quantiles_against_scipy_root_finding(rng, probs):
+    weights, means, covs = random_mixture(rng, 3, 2, batch=(3,))
+    mixture = tfp_mixture(weights, means, covs)
+    found = mdn_layers.quantile(mixture, probs).numpy()
+    for row in range(3):
+        for dim in range(2):
+            sds = np.sqrt(covs[row, :, dim, dim])
+            reference = optimize.brentq(
+                lambda v: numpy_cdf(weights[row], means[row, :, dim], sds, v) - probs, -50, 50,
+                xtol=1e-12)
+            np.testing.assert_allclose(found[row, dim], reference, atol=1e-7)
+
+
+def test_central_interval_holds_its_level(rng):
+    weights, means, covs = random_mixture(rng, 3, 1)
+    lower, upper = mdn_layers.central_interval(tfp_mixture(weights, means, covs), 0.8)
+    sds = np.sqrt(covs[:, 0, 0])
+    held = (numpy_cdf(weights, means[:, 0], sds, upper.numpy()[0])
+            - numpy_cdf(weights, means[:, 0], sds, lower.numpy()[0]))
+    assert abs(held - 0.8) < 1e-9
+    assert mdn_layers.quantile(tfp_mixture(weights, means, covs), [0.1, 0.9]).shape == (2, 1)
+
+
+def test_responsibilities_and_most_probable_component(rng):
+    weights, means, covs = random_mixture(rng, 4, 3, batch=(5,))
+    mixture = tfp_mixture(weights, means, covs)
+    y = rng.normal(0, 2, (5, 3))
+    expected = mixture.posterior_marginal(y).probs_parameter().numpy()
+    np.testing.assert_allclose(mdn_layers.responsibilities(mixture, y), expected, rtol=1e-9)
+    index, probability = mdn_layers.most_probable_component(mixture, y)
+    np.testing.assert_array_equal(index, expected.argmax(-1))
+    np.testing.assert_allclose(probability, expected.max(-1))
+    index, probability = mdn_layers.most_probable_component(mixture)
+    np.testing.assert_array_equal(index, weights.argmax(-1))
+    np.testing.assert_allclose(probability, weights.max(-1))
+
+
+def test_quantile_validation(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 1))
+    with pytest.raises(ValueError, match="probs"):
+        mdn_layers.quantile(mixture, 1.0)
+    with pytest.raises(ValueError, match="level"):
+        mdn_layers.central_interval(mixture, 1.5)
