@@ -26,14 +26,15 @@ from mdn_layers import datasets, plotting  # noqa: E402
 EVENT_SIZE, NUM_COMPONENTS = 2, 4
 
 
-def build_model():
+def build_model(decay_steps):
     model = keras.Sequential([
         keras.Input((1,)),
         keras.layers.Dense(64, activation="tanh"),
         keras.layers.Dense(64, activation="tanh"),
         mdn_layers.MixtureDensity(EVENT_SIZE, NUM_COMPONENTS),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+    learning_rate = keras.optimizers.schedules.CosineDecay(5e-3, decay_steps)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=mdn_layers.MixtureNLL(EVENT_SIZE, NUM_COMPONENTS))
     return model
 
@@ -42,7 +43,7 @@ def main(epochs, output):
     keras.utils.set_random_seed(0)
     train = datasets.correlated_2d(6000, seed=0)
     test = datasets.correlated_2d(2000, seed=1)
-    model = build_model()
+    model = build_model(decay_steps=epochs * int(np.ceil(len(train.x) / 128)))
     model.fit(train.x, train.y, epochs=epochs, batch_size=128, verbose=0)
 
     predicted = mdn_layers.predict_mixture(model, test.x)

@@ -1,0 +1,22 @@
+"""The examples run end to end (few epochs) and write their PNGs."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["quickstart", "sampling_and_calibration"])
+def test_example_writes_png(tmp_path, name):
+    output = tmp_path / f"{name}.png"
+    load(name).main(epochs=2, output=str(output))
+    assert output.stat().st_size > 10_000
