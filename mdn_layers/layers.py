@@ -8,13 +8,24 @@ the mixture through :mod:`mdn_layers.layout`.
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 from keras import ops
 
 from mdn_layers import _validation, layout
 from mdn_layers.conditioning import masked_log_prob
 
+tfd = tfp.distributions
 _PACKAGE = "mdn_layers"
 _REDUCED_PRECISION = ("float16", "bfloat16")
+
+
+def _reject_tf_keras_tensor(layer, inputs):
+    for tensor in tf.nest.flatten(inputs):
+        if type(tensor).__module__.startswith("tf_keras"):
+            raise TypeError(
+                f"{type(layer).__name__} is a Keras 3 layer and was called on a tf_keras "
+                "tensor. In a tf_keras model use mdn_layers.tfp_layers.MixtureDensity (or "
+                "MixtureDistribution) with tfp_layers.negative_log_likelihood.")
 
 
 class _MixtureConfig:
@@ -97,6 +108,10 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
         """Width ``P`` of the params this layer emits (a Python int)."""
         return layout.params_size(event_size, num_components, covariance)
 
+    def __call__(self, inputs, *args, **kwargs):
+        _reject_tf_keras_tensor(self, inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
     def build(self, input_shape):
         num_features = input_shape[-1]
         if num_features is None:
@@ -176,6 +191,12 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
         self._dtype_follows_params = dtype is None
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if isinstance(y_pred, tfd.Distribution):
+            raise TypeError(
+                "MixtureNLL expects params from mdn_layers.MixtureDensity, but the model "
+                f"output is a distribution ({type(y_pred).__name__}). For tf_keras models "
+                "whose output is a distribution use mdn_layers.tfp_layers."
+                "negative_log_likelihood.")
         params_dtype = getattr(y_pred, "dtype", None)
         if self._dtype_follows_params and params_dtype in (tf.float32, tf.float64, "float32",
                                                             "float64"):

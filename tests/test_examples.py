@@ -15,7 +15,8 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["quickstart", "sampling_and_calibration"])
+@pytest.mark.parametrize("name", ["quickstart", "sampling_and_calibration",
+                                  "tfp_distribution_output"])
 def test_example_writes_png(tmp_path, name):
     output = tmp_path / f"{name}.png"
     load(name).main(epochs=2, output=str(output))

@@ -1,0 +1,204 @@
+"""tf_keras front-end: layers whose output *is* the mixture, in the ``tfp.layers`` idiom.
+
+``tfp.layers.DistributionLambda`` only works with tf_keras (Keras 2). The layers here are
+``DistributionLambda`` subclasses built on the same core as the Keras 3 front-end, so they
+give the same mixtures — and, unlike ``tfp.layers.MixtureSameFamily``, whole models save
+and load (``.keras`` with ``safe_mode=True``, ``.h5``) with no ``custom_objects``, and
+``model.predict`` returns the mixture mean rather than random samples by default.
+
+This is the only module of the library that imports ``tf_keras``.
+
+Example:
+
+>>> import tf_keras
+>>> from mdn_layers import tfp_layers
+>>> model = tf_keras.Sequential([
+...     tf_keras.Input((1,)),
+...     tf_keras.layers.Dense(32, activation="tanh"),
+...     tf_keras.layers.Dense(tfp_layers.MixtureDistribution.params_size(2, 4)),
+...     tfp_layers.MixtureDistribution(event_size=2, num_components=4)])
+>>> model.compile("adam", loss=tfp_layers.negative_log_likelihood)
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras
+
+from mdn_layers import _validation, layout, summaries
+from mdn_layers.components import unwrap
+
+_PACKAGE = "mdn_layers"
+_CONVERT_TO_TENSOR_FNS = {
+    "mean": tfp.distributions.Distribution.mean,
+    "sample": tfp.distributions.Distribution.sample,
+    "mode": summaries.mode,
+}
+
+
+def _convert_to_tensor_fn_name(convert_to_tensor_fn):
+    """The registered name of a convert-to-tensor function (a name or one of the functions)."""
+    for name, fn in _CONVERT_TO_TENSOR_FNS.items():
+        if convert_to_tensor_fn == name or convert_to_tensor_fn is fn:
+            return name
+    raise ValueError(f"`convert_to_tensor_fn` must be one of {list(_CONVERT_TO_TENSOR_FNS)} "
+                     "(or tfd.Distribution.mean / .sample) so the layer can be saved; "
+                     f"received {convert_to_tensor_fn!r}.")
+
+
+def _reject_keras3_tensor(layer, inputs):
+    for tensor in tf.nest.flatten(inputs):
+        if type(tensor).__module__.startswith("keras."):
+            raise TypeError(
+                f"{type(layer).__name__} is a tf_keras layer and was called on a Keras 3 "
+                "tensor. In a Keras 3 model use mdn_layers.MixtureDensity with "
+                "mdn_layers.MixtureNLL; tf_keras models start from tf_keras.Input.")
+
+
+@tf_keras.saving.register_keras_serializable(package=_PACKAGE)
+class MixtureDistribution(tfp.layers.DistributionLambda):
+    """``DistributionLambda`` turning params ``[..., P]`` into a Gaussian mixture.
+
+    With default options a drop-in replacement for
+    ``tfp.layers.MixtureSameFamily(K, tfp.layers.MultivariateNormalTriL(D))``: the same
+    params layout and the same distribution for the same params (weights trained with TFP's
+    layer load into a model using this one), but whole models save and load.
+
+    Args:
+      event_size: ``D``, number of target dims.
+      num_components: ``K``, number of mixture components.
+      covariance: ``"full"`` (default), ``"diag"`` or ``"spherical"``.
+      diag_shift: floor added to every standard deviation (Cholesky diagonal).
+      convert_to_tensor_fn: what the layer's tensor value (and so ``model.predict``) is:
+        ``"mean"`` (default), ``"sample"`` (TFP's default) or ``"mode"``.
+      **kwargs: ``Layer`` arguments (``name``, ``dtype``, ...).
+    """
+
+    def __init__(self, event_size, num_components, covariance="full",
+                 diag_shift=layout.DEFAULT_DIAG_SHIFT, convert_to_tensor_fn="mean", **kwargs):
+        event_size, num_components, covariance = _validation.check_mixture_config(
+            event_size, num_components, covariance)
+        diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
+        convert_name = _convert_to_tensor_fn_name(convert_to_tensor_fn)
+        kwargs.pop("make_distribution_fn", None)
+        # The mixture is built at call time from this layer's attributes (set below).
+        super().__init__(lambda inputs: self.mixture(inputs),
+                         convert_to_tensor_fn=_CONVERT_TO_TENSOR_FNS[convert_name], **kwargs)
+        self.event_size, self.num_components = event_size, num_components
+        self.covariance, self.diag_shift = covariance, diag_shift
+        self.convert_to_tensor_fn_name = convert_name
+
+    @staticmethod
+    def params_size(event_size, num_components, covariance="full"):
+        """Width ``P`` of the params this layer takes (a Python int)."""
+        return layout.params_size(event_size, num_components, covariance)
+
+    def params(self, inputs):
+        """The mixture params ``[..., P]`` for this layer's inputs (here: the inputs)."""
+        return inputs
+
+    def mixture(self, inputs):
+        """The plain ``tfd.MixtureSameFamily`` for this layer's inputs."""
+        return layout.mixture_from_params(self.params(inputs), self.event_size,
+                                          self.num_components, self.covariance,
+                                          self.diag_shift)
+
+    def __call__(self, inputs, *args, **kwargs):
+        _reject_keras3_tensor(self, inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        # Skip DistributionLambda/Lambda.get_config, which pickle Python functions.
+        config = tf_keras.layers.Layer.get_config(self)
+        config.update({"event_size": self.event_size, "num_components": self.num_components,
+                       "covariance": self.covariance, "diag_shift": self.diag_shift,
+                       "convert_to_tensor_fn": self.convert_to_tensor_fn_name})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@tf_keras.saving.register_keras_serializable(package=_PACKAGE)
+class MixtureDensity(MixtureDistribution):
+    """Features ``(..., F)`` -> Gaussian mixture: a learned projection plus the mixture.
+
+    The tf_keras twin of :class:`mdn_layers.MixtureDensity` (same signature, same
+    initialisation), whose output is the distribution itself.
+
+    Args:
+      event_size, num_components, covariance, diag_shift, convert_to_tensor_fn: as in
+        :class:`MixtureDistribution`.
+      initial_scale, loc_spread, kernel_initializer: as in :class:`mdn_layers.MixtureDensity`.
+    """
+
+    def __init__(self, event_size, num_components, covariance="full",
+                 diag_shift=layout.DEFAULT_DIAG_SHIFT, initial_scale=1.0, loc_spread=1.0,
+                 kernel_initializer="glorot_uniform", convert_to_tensor_fn="mean", **kwargs):
+        super().__init__(event_size, num_components, covariance, diag_shift,
+                         convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
+        self.initial_scale = _validation.check_nonnegative_float(initial_scale, "initial_scale")
+        if self.initial_scale <= self.diag_shift:
+            raise ValueError(f"`initial_scale` must exceed `diag_shift`={self.diag_shift}; "
+                             f"received {initial_scale!r}.")
+        self.loc_spread = _validation.check_nonnegative_float(loc_spread, "loc_spread")
+        self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        num_features = tf.TensorShape(input_shape)[-1]
+        if num_features is None:
+            raise ValueError("MixtureDensity needs a known last input axis (features); "
+                             f"received input shape {input_shape}.")
+        num_params = self.params_size(self.event_size, self.num_components, self.covariance)
+        self.kernel = self.add_weight("kernel", shape=(num_features, num_params),
+                                      initializer=self.kernel_initializer)
+        locs = tf_keras.initializers.RandomNormal(stddev=self.loc_spread)(
+            (self.num_components, self.event_size))
+        initial = layout.initial_params(self.event_size, self.num_components, self.covariance,
+                                        np.asarray(locs), self.initial_scale, self.diag_shift)
+        self.bias = self.add_weight("bias", shape=(num_params,),
+                                    initializer=tf_keras.initializers.Constant(initial))
+        super().build(input_shape)
+
+    def params(self, inputs):
+        inputs = tf.convert_to_tensor(inputs, self.kernel.dtype)
+        return tf.linalg.matvec(self.kernel, inputs, transpose_a=True) + self.bias
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"initial_scale": self.initial_scale, "loc_spread": self.loc_spread,
+                       "kernel_initializer":
+                           tf_keras.initializers.serialize(self.kernel_initializer)})
+        return config
+
+
+@tf_keras.saving.register_keras_serializable(package=_PACKAGE, name="negative_log_likelihood")
+def negative_log_likelihood(y_true, distribution):
+    """Per-sample NLL ``-distribution.log_prob(y_true)`` in nats: the loss for these layers."""
+    if not hasattr(distribution, "log_prob"):
+        raise TypeError("negative_log_likelihood expects the model output to be a "
+                        "distribution (a tfp_layers.MixtureDistribution output); received "
+                        f"{type(distribution).__name__}. For a Keras 3 params model use "
+                        "mdn_layers.MixtureNLL.")
+    return -distribution.log_prob(tf.cast(y_true, distribution.dtype))
+
+
+def predict_mixture(model, x, batch_size=None):
+    """Runs a tf_keras distribution model over ``x`` in batches; returns one batched mixture.
+
+    ``model``'s output must come from a :class:`MixtureDistribution` (or
+    :class:`MixtureDensity`) layer. See :func:`mdn_layers.predict_mixture`.
+    """
+    head = next((layer for layer in reversed(model.layers)
+                 if isinstance(layer, MixtureDistribution)), None)
+    if head is None:
+        raise ValueError("predict_mixture: the tf_keras model has no "
+                         "mdn_layers.tfp_layers.MixtureDistribution layer.")
+    try:
+        features_model = tf_keras.Model(model.inputs, head.input)
+    except (AttributeError, ValueError) as error:
+        raise ValueError("predict_mixture needs a functional or Sequential tf_keras model "
+                         f"whose {head.name!r} layer has a single input.") from error
+    features = features_model.predict(x, batch_size=batch_size, verbose=0)
+    return unwrap(head.mixture(features))

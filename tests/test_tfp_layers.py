@@ -1,0 +1,143 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow_probability as tfp
+import tf_keras
+
+import mdn_layers
+from mdn_layers import datasets, tfp_layers
+
+tfd = tfp.distributions
+
+
+def tfp_layer_model(event_size, num_components, seed=0):
+    """The model TFP's docs show: Dense -> tfp.layers.MixtureSameFamily(K, MVNTriL(D))."""
+    tf_keras.utils.set_random_seed(seed)
+    size = tfp.layers.MixtureSameFamily.params_size(
+        num_components, tfp.layers.MultivariateNormalTriL.params_size(event_size))
+    return tf_keras.Sequential([
+        tf_keras.Input((1,)),
+        tf_keras.layers.Dense(16, activation="tanh"),
+        tf_keras.layers.Dense(int(size)),
+        tfp.layers.MixtureSameFamily(num_components,
+                                     tfp.layers.MultivariateNormalTriL(event_size)),
+    ])
+
+
+def our_model(event_size, num_components, covariance="full", **layer_kwargs):
+    return tf_keras.Sequential([
+        tf_keras.Input((1,)),
+        tf_keras.layers.Dense(16, activation="tanh"),
+        tf_keras.layers.Dense(tfp_layers.MixtureDistribution.params_size(
+            event_size, num_components, covariance)),
+        tfp_layers.MixtureDistribution(event_size, num_components, covariance, **layer_kwargs),
+    ])
+
+
+@pytest.mark.parametrize("event_size", [1, 3])
+def test_same_params_give_same_log_prob_as_tfp_layer(rng, event_size):
+    size = tfp_layers.MixtureDistribution.params_size(event_size, 4)
+    params = rng.normal(size=(9, size)).astype("float32")
+    y = rng.normal(size=(9, event_size)).astype("float32")
+    theirs = tfp.layers.MixtureSameFamily(4, tfp.layers.MultivariateNormalTriL(event_size))
+    ours = tfp_layers.MixtureDistribution(event_size, 4)
+    np.testing.assert_allclose(ours(params).log_prob(y), theirs(params).log_prob(y),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_weights_trained_with_tfp_layer_load_into_our_model(rng):
+    theirs = tfp_layer_model(2, 3)
+    x = rng.normal(size=(64, 1)).astype("float32")
+    y = rng.normal(size=(64, 2)).astype("float32")
+    theirs.compile("adam", loss=lambda y_true, dist: -dist.log_prob(y_true))
+    theirs.fit(x, y, epochs=1, verbose=0)
+    ours = our_model(2, 3)
+    ours.set_weights(theirs.get_weights())
+    np.testing.assert_allclose(ours(x).log_prob(y), theirs(x).log_prob(y), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+@pytest.mark.parametrize("make", ["distribution", "density"])
+def test_whole_model_round_trip_and_continue_training(tmp_path, rng, fmt, make):
+    if make == "distribution":
+        model = our_model(2, 3, "diag", convert_to_tensor_fn="sample")
+    else:
+        model = tf_keras.Sequential([tf_keras.Input((1,)),
+                                     tfp_layers.MixtureDensity(2, 3, initial_scale=0.5)])
+    model.compile("adam", loss=tfp_layers.negative_log_likelihood)
+    x = rng.normal(size=(64, 1)).astype("float32")
+    y = rng.normal(size=(64, 2)).astype("float32")
+    model.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / f"model.{fmt}")
+    model.save(path)
+    if fmt == "keras":
+        loaded = tf_keras.models.load_model(path, safe_mode=True)
+    else:
+        loaded = tf_keras.models.load_model(path)
+    np.testing.assert_array_equal(loaded(x).log_prob(y), model(x).log_prob(y))
+    assert loaded.layers[-1].get_config() == model.layers[-1].get_config()
+    history = loaded.fit(x, y, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_tfp_layer_itself_cannot_round_trip_safely(tmp_path):
+    """Why this front-end exists: TFP's layer pickles a lambda, refused in safe mode."""
+    model = tfp_layer_model(2, 2)
+    model.compile("adam", loss=tfp_layers.negative_log_likelihood)
+    path = str(tmp_path / "tfp.keras")
+    model.save(path)
+    with pytest.raises(Exception):
+        tf_keras.models.load_model(path, safe_mode=True)
+
+
+def test_fit_reduces_held_out_nll_and_predict_mixture():
+    tf_keras.utils.set_random_seed(0)
+    train, test = datasets.bimodal_sine(3000, seed=0), datasets.bimodal_sine(1000, seed=1)
+    model = tf_keras.Sequential([tf_keras.Input((1,)),
+                                 tf_keras.layers.Dense(32, activation="tanh"),
+                                 tfp_layers.MixtureDensity(1, 3)])
+    model.compile(tf_keras.optimizers.Adam(1e-2), loss=tfp_layers.negative_log_likelihood)
+
+    def held_out_nll():
+        mixture = mdn_layers.predict_mixture(model, test.x, batch_size=256)
+        assert isinstance(mixture, tfd.MixtureSameFamily) and mixture.batch_shape == (1000,)
+        return -float(np.mean(mixture.log_prob(test.y)))
+
+    before = held_out_nll()
+    model.fit(train.x, train.y, epochs=25, batch_size=128, verbose=0)
+    after = held_out_nll()
+    assert after < before - 0.5 and after < test.oracle_nll() + 0.25, (before, after)
+    np.testing.assert_allclose(model.predict(test.x[:5], verbose=0),
+                               mdn_layers.predict_mixture(model, test.x[:5]).mean(), rtol=1e-5)
+
+
+def test_core_functions_accept_layer_output(rng):
+    layer = tfp_layers.MixtureDistribution(3, 2)
+    output = layer(rng.normal(size=(4, layer.params_size(3, 2))).astype("float32"))
+    assert not isinstance(output, tfd.MixtureSameFamily)  # TFP's tensor-coercible wrapper
+    conditioned = mdn_layers.condition(output, [1], np.zeros((4, 1), "float32"))
+    assert conditioned.event_shape == (2,) and conditioned.batch_shape == (4,)
+    assert mdn_layers.marginalize(output, [2]).event_shape == (1,)
+    assert mdn_layers.sample(output, 5, seed=0).shape == (5, 4, 3)
+
+
+def test_mixing_up_front_ends_gives_clear_errors():
+    with pytest.raises(TypeError, match="Keras 3 layer"):
+        mdn_layers.MixtureDensity(2, 3)(tf_keras.Input((4,)))
+    with pytest.raises(TypeError, match="tf_keras layer"):
+        tfp_layers.MixtureDistribution(2, 3)(keras.Input((18,)))
+    model = tf_keras.Sequential([tf_keras.Input((1,)), tfp_layers.MixtureDensity(2, 3)])
+    model.compile("adam", loss=mdn_layers.MixtureNLL(2, 3))
+    with pytest.raises(TypeError, match="negative_log_likelihood"):
+        model.fit(np.zeros((4, 1)), np.zeros((4, 2)), verbose=0)
+    with pytest.raises(TypeError, match="MixtureNLL"):
+        tfp_layers.negative_log_likelihood(np.zeros((2, 2)), np.zeros((2, 18)))
+
+
+def test_validation_and_params_width():
+    with pytest.raises(ValueError, match="convert_to_tensor_fn"):
+        tfp_layers.MixtureDistribution(2, 3, convert_to_tensor_fn=lambda d: d.mean())
+    with pytest.raises(ValueError, match="covariance"):
+        tfp_layers.MixtureDistribution(2, 3, covariance="tied")
+    with pytest.raises(ValueError, match="params_size=18"):
+        tfp_layers.MixtureDistribution(2, 3)(np.zeros((2, 10), "float32"))
