@@ -6,7 +6,7 @@ matplotlib views in :mod:`mdn_layers.plotting` (both imported on demand).
 """
 
 from mdn_layers import datasets, metrics, scores, summaries
-from mdn_layers.conditioning import condition, marginalize
+from mdn_layers.conditioning import condition, marginalize, rescale
 from mdn_layers.layers import MixtureDensity, MixtureNLL, predict_mixture
 from mdn_layers.layout import mixture_from_params, params_size
 from mdn_layers.sampling import sample
@@ -29,6 +29,7 @@ __all__ = [
     "params_size",
     "predict_mixture",
     "quantile",
+    "rescale",
     "responsibilities",
     "sample",
     "scores",

@@ -7,6 +7,7 @@ expected and what was received.
 import numbers
 
 import numpy as np
+import tensorflow as tf
 
 COVARIANCE_KINDS = ("full", "diag", "spherical")
 
@@ -82,3 +83,19 @@ def check_dimension_indices(indices, event_size, name="indices", allow_empty=Tru
         raise ValueError(f"`{name}` must not repeat a dimension; received {indices!r} "
                          f"(as non-negative indices: {list(normalised)}).")
     return normalised
+
+
+def check_finite(tensor, message, eager_error=ValueError):
+    """Returns ``tensor``, raising ``message`` if any entry is NaN or infinite.
+
+    Eagerly it raises ``eager_error``; in a graph it adds an assertion that raises
+    ``tf.errors.InvalidArgumentError`` when run. XLA drops such assertions, so inside
+    ``jit_compile=True`` functions the check does nothing.
+    """
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
+            if eager_error is tf.errors.InvalidArgumentError:
+                raise eager_error(None, None, message)
+            raise eager_error(message)
+        return tensor
+    return tf.debugging.assert_all_finite(tensor, message)

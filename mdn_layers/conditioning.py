@@ -56,20 +56,13 @@ def _broadcast_parts(log_weights, loc, scale, diagonal, single):
     return MixtureParts(tf.broadcast_to(log_weights, batch), loc, scale, diagonal, single)
 
 
-def _check_cholesky(chol):
-    if tf.executing_eagerly():
-        if not bool(tf.reduce_all(tf.math.is_finite(chol))):
-            raise tf.errors.InvalidArgumentError(None, None, _SINGULAR_MESSAGE)
-        return chol
-    return tf.debugging.assert_all_finite(chol, _SINGULAR_MESSAGE)
-
-
 def _permuted_cholesky(parts, order):
     """Cholesky factors ``[..., K, D, D]`` of the covariances with dims in ``order``."""
     if list(order) == list(range(parts.event_size)):
         return parts.scale
     rows = _gather_dims(parts.scale, order, axis=-2)
-    return _check_cholesky(tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True)))
+    return _validation.check_finite(tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True)),
+                                    _SINGULAR_MESSAGE, tf.errors.InvalidArgumentError)
 
 
 def condition(dist, indices, values):
@@ -201,3 +194,27 @@ def masked_log_prob(parts, targets):
     component_log_prob = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
                           - num_observed * _half_log_two_pi(parts.dtype))
     return tf.reduce_logsumexp(parts.log_weights + component_log_prob, axis=-1)
+
+
+def rescale(dist, loc, scale):
+    """The distribution of ``loc + scale * Y`` for ``Y ~ dist`` (per-dim affine map).
+
+    Use it to train on standardised targets and report in original units: if the model
+    was fit to ``(y - mean) / std``, ``rescale(predict_mixture(model, x), mean, std)`` is
+    the predicted mixture of ``y``, and its ``log_prob`` is the NLL in original units
+    (the standardised one minus ``sum(log(std))``).
+
+    Args:
+      dist: a mixture of multivariate normals or a single one, event shape ``[D]``.
+      loc: ``[D]`` (or broadcastable) shift.
+      scale: ``[D]`` positive per-dim scale.
+    """
+    parts = mixture_parts(dist)
+    loc = tf.cast(loc, parts.dtype)
+    scale = tf.cast(scale, parts.dtype)
+    if parts.diagonal:
+        new_scale = parts.scale * scale
+    else:
+        new_scale = parts.scale * scale[..., :, tf.newaxis]  # diag(scale) @ L stays lower
+    return build_distribution(MixtureParts(parts.log_weights, loc + scale * parts.loc,
+                                           new_scale, parts.diagonal, parts.single))

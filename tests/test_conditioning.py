@@ -302,3 +302,17 @@ def test_training_with_missing_targets_stays_finite(rng):
     history = model.fit(x, y.astype("float32"), epochs=5, batch_size=50, verbose=0)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_rescale_is_the_affine_map_of_the_mixture(rng):
+    weights, means, covs = random_mixture(rng, 3, 2)
+    shift, scale = np.array([10.0, -5.0]), np.array([100.0, 0.01])
+    rescaled = mdn_layers.rescale(tfp_mixture(weights, means, covs), shift, scale)
+    y = rng.normal(size=(6, 2)) * scale + shift
+    expected = scipy_mixture_logpdf(y, weights, shift + scale * means,
+                                    covs * scale[:, None] * scale[None, :])
+    np.testing.assert_allclose(rescaled.log_prob(y), expected, rtol=1e-9)
+    diag = tfd.MixtureSameFamily(tfd.Categorical(probs=weights),
+                                 tfd.MultivariateNormalDiag(means, np.ones((3, 2))))
+    np.testing.assert_allclose(mdn_layers.rescale(diag, shift, scale).stddev(),
+                               scale * diag.stddev().numpy(), rtol=1e-9)
