@@ -126,11 +126,14 @@ def quantile(dist, probs, num_iterations=80):
     target = tf.constant(probs_array.reshape((-1,) + (1,) * (loc.shape.rank - 1)), loc.dtype)
     low = tf.reduce_min(loc - 12.0 * stddev, axis=-2) + tf.zeros_like(target)
     high = tf.reduce_max(loc + 12.0 * stddev, axis=-2) + tf.zeros_like(target)
-    for _ in range(num_iterations):
+
+    def bisect(low, high):
         middle = 0.5 * (low + high)
         below = _mixture_cdf(log_weights, loc, stddev, middle) < target
-        low = tf.where(below, middle, low)
-        high = tf.where(below, high, middle)
+        return tf.where(below, middle, low), tf.where(below, high, middle)
+
+    low, high = tf.while_loop(lambda low, high: True, bisect, (low, high),
+                              maximum_iterations=num_iterations)
     result = 0.5 * (low + high)
     return result[0] if probs_array.ndim == 0 else result
 
