@@ -98,7 +98,8 @@ def tf_keras_run(head):
 
 
 def tfp_head():
-    size = tfp.layers.MixtureSameFamily.params_size(K, tfp.layers.MultivariateNormalTriL.params_size(D))
+    component_size = tfp.layers.MultivariateNormalTriL.params_size(D)
+    size = tfp.layers.MixtureSameFamily.params_size(K, component_size)
     return (tf_keras.layers.Dense(int(size)),
             tfp.layers.MixtureSameFamily(K, tfp.layers.MultivariateNormalTriL(D)))
 

@@ -99,3 +99,24 @@ def check_finite(tensor, message, eager_error=ValueError):
             raise eager_error(message)
         return tensor
     return tf.debugging.assert_all_finite(tensor, message)
+
+
+def reject_foreign_tensors(layer, inputs, foreign_module, advice):
+    """Raises a ``TypeError`` if ``inputs`` hold tensors of the other Keras (``foreign_module``).
+
+    Keras 3 and tf_keras symbolic tensors do not mix; without this check the failure
+    surfaces deep inside the framework.
+    """
+    for tensor in tf.nest.flatten(inputs):
+        if type(tensor).__module__.startswith(foreign_module):
+            raise TypeError(f"{type(layer).__name__} was called on a {foreign_module} tensor "
+                            f"({type(tensor).__name__}). {advice}")
+
+
+def check_initialisation(initial_scale, loc_spread, diag_shift):
+    """Validates the starting standard deviation and mean spread of a mixture layer."""
+    initial_scale = check_nonnegative_float(initial_scale, "initial_scale")
+    if initial_scale <= diag_shift:
+        raise ValueError(f"`initial_scale` must exceed `diag_shift`={diag_shift}; "
+                         f"received {initial_scale!r}.")
+    return initial_scale, check_nonnegative_float(loc_spread, "loc_spread")

@@ -19,15 +19,6 @@ _PACKAGE = "mdn_layers"
 _REDUCED_PRECISION = ("float16", "bfloat16")
 
 
-def _reject_tf_keras_tensor(layer, inputs):
-    for tensor in tf.nest.flatten(inputs):
-        if type(tensor).__module__.startswith("tf_keras"):
-            raise TypeError(
-                f"{type(layer).__name__} is a Keras 3 layer and was called on a tf_keras "
-                "tensor. In a tf_keras model use mdn_layers.tfp_layers.MixtureDensity (or "
-                "MixtureDistribution) with tfp_layers.negative_log_likelihood.")
-
-
 class _MixtureConfig:
     """The ``(event_size, num_components, covariance, diag_shift)`` quadruple and its uses."""
 
@@ -93,11 +84,8 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
                  bias_regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
-        self.initial_scale = _validation.check_nonnegative_float(initial_scale, "initial_scale")
-        if self.initial_scale <= self.diag_shift:
-            raise ValueError(f"`initial_scale` must exceed `diag_shift`={self.diag_shift}; "
-                             f"received {initial_scale!r}.")
-        self.loc_spread = _validation.check_nonnegative_float(loc_spread, "loc_spread")
+        self.initial_scale, self.loc_spread = _validation.check_initialisation(
+            initial_scale, loc_spread, self.diag_shift)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
@@ -109,7 +97,10 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
         return layout.params_size(event_size, num_components, covariance)
 
     def __call__(self, inputs, *args, **kwargs):
-        _reject_tf_keras_tensor(self, inputs)
+        _validation.reject_foreign_tensors(
+            self, inputs, "tf_keras", "This is a Keras 3 layer; in a tf_keras model use "
+            "mdn_layers.tfp_layers.MixtureDensity (or MixtureDistribution) with "
+            "tfp_layers.negative_log_likelihood.")
         return super().__call__(inputs, *args, **kwargs)
 
     def build(self, input_shape):

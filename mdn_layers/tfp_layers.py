@@ -46,15 +46,6 @@ def _convert_to_tensor_fn_name(convert_to_tensor_fn):
                      f"received {convert_to_tensor_fn!r}.")
 
 
-def _reject_keras3_tensor(layer, inputs):
-    for tensor in tf.nest.flatten(inputs):
-        if type(tensor).__module__.startswith("keras."):
-            raise TypeError(
-                f"{type(layer).__name__} is a tf_keras layer and was called on a Keras 3 "
-                "tensor. In a Keras 3 model use mdn_layers.MixtureDensity with "
-                "mdn_layers.MixtureNLL; tf_keras models start from tf_keras.Input.")
-
-
 @tf_keras.saving.register_keras_serializable(package=_PACKAGE)
 class MixtureDistribution(tfp.layers.DistributionLambda):
     """``DistributionLambda`` turning params ``[..., P]`` into a Gaussian mixture.
@@ -104,7 +95,10 @@ class MixtureDistribution(tfp.layers.DistributionLambda):
                                           self.diag_shift)
 
     def __call__(self, inputs, *args, **kwargs):
-        _reject_keras3_tensor(self, inputs)
+        _validation.reject_foreign_tensors(
+            self, inputs, "keras", "This is a tf_keras layer; in a Keras 3 model use "
+            "mdn_layers.MixtureDensity with mdn_layers.MixtureNLL. tf_keras models start "
+            "from tf_keras.Input.")
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
@@ -138,11 +132,8 @@ class MixtureDensity(MixtureDistribution):
                  kernel_initializer="glorot_uniform", convert_to_tensor_fn="mean", **kwargs):
         super().__init__(event_size, num_components, covariance, diag_shift,
                          convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
-        self.initial_scale = _validation.check_nonnegative_float(initial_scale, "initial_scale")
-        if self.initial_scale <= self.diag_shift:
-            raise ValueError(f"`initial_scale` must exceed `diag_shift`={self.diag_shift}; "
-                             f"received {initial_scale!r}.")
-        self.loc_spread = _validation.check_nonnegative_float(loc_spread, "loc_spread")
+        self.initial_scale, self.loc_spread = _validation.check_initialisation(
+            initial_scale, loc_spread, self.diag_shift)
         self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):

@@ -6,9 +6,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 from scipy import special, stats  # noqa: E402
 
+tfd = tfp.distributions
 DIAG_SHIFT = 1e-5
 
 
@@ -62,6 +64,14 @@ def restrict_covariance(covs, covariance):
     if covariance == "spherical":
         diag = np.broadcast_to(diag[..., :1], diag.shape)
     return diag[..., :, None] * np.eye(covs.shape[-1])
+
+
+def tfp_mixture(weights, means, covs, dtype="float64"):
+    """The same mixture as a TFP distribution (full covariance via numpy's Cholesky)."""
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(probs=tf.constant(weights, dtype)),
+        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
+                                   tf.constant(np.linalg.cholesky(covs), dtype)))
 
 
 @pytest.fixture

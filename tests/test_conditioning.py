@@ -4,22 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import params_for, random_mixture, scipy_mixture_logpdf
+from conftest import params_for, random_mixture, scipy_mixture_logpdf, tfp_mixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
 import mdn_layers
-from mdn_layers.components import MixtureParts, build_distribution
 
 tfd = tfp.distributions
 
-
-def tfp_mixture(weights, means, covs, dtype="float64"):
-    return tfd.MixtureSameFamily(
-        tfd.Categorical(probs=tf.constant(weights, dtype)),
-        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
-                                   tf.constant(np.linalg.cholesky(covs), dtype)))
 
 
 def numpy_condition(weights, means, covs, observed, values):

@@ -2,18 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import random_mixture
+from conftest import random_mixture, tfp_mixture
 
 import mdn_layers
 
 tfd = tfp.distributions
 
-
-def tfp_mixture(weights, means, covs, dtype="float64"):
-    return tfd.MixtureSameFamily(
-        tfd.Categorical(probs=tf.constant(weights, dtype)),
-        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
-                                   tf.constant(np.linalg.cholesky(covs), dtype)))
 
 
 def analytic_moments(weights, means, covs):

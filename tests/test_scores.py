@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import random_mixture
+from conftest import random_mixture, tfp_mixture
 from scipy import integrate, stats
 
 import mdn_layers
@@ -10,12 +9,6 @@ from mdn_layers import scores
 
 tfd = tfp.distributions
 
-
-def tfp_mixture(weights, means, covs, dtype="float64"):
-    return tfd.MixtureSameFamily(
-        tfd.Categorical(probs=tf.constant(weights, dtype)),
-        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
-                                   tf.constant(np.linalg.cholesky(covs), dtype)))
 
 
 @pytest.mark.parametrize("mu,sigma,y", [(0.0, 1.0, 0.0), (1.0, 2.0, -3.0), (-2.0, 0.1, -1.9)])

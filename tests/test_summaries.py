@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import random_mixture, scipy_mixture_logpdf
+from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
 from scipy import optimize, stats
 
 import mdn_layers
@@ -10,12 +9,6 @@ from mdn_layers import summaries
 
 tfd = tfp.distributions
 
-
-def tfp_mixture(weights, means, covs, dtype="float64"):
-    return tfd.MixtureSameFamily(
-        tfd.Categorical(probs=tf.constant(weights, dtype)),
-        tfd.MultivariateNormalTriL(tf.constant(means, dtype),
-                                   tf.constant(np.linalg.cholesky(covs), dtype)))
 
 
 def numpy_cdf(weights, means, sds, value):
