@@ -20,9 +20,9 @@ class MixtureParts(NamedTuple):
     Attributes:
       log_weights: ``[..., K]`` normalised log mixture weights.
       loc: ``[..., K, D]`` component means.
-      scale: ``[..., K, D, D]`` lower-triangular Cholesky factors of the
-        component covariances, or ``[..., K, D]`` standard deviations when
-        ``diagonal`` is True.
+      scale: ``[..., K, D, D]`` lower-triangular Cholesky factors (non-negative
+        diagonal) of the component covariances, or ``[..., K, D]`` standard
+        deviations when ``diagonal`` is True.
       diagonal: whether ``scale`` holds per-dim standard deviations.
       single: whether the parts came from one multivariate normal (``K == 1``)
         rather than a mixture; :func:`build_distribution` then gives back a
@@ -69,13 +69,17 @@ def _normal_parts(dist):
         loc = dist.mean()
         operator = dist.scale
         if isinstance(operator, tf.linalg.LinearOperatorDiag):
-            scale = tf.broadcast_to(operator.diag_part(), tf.shape(loc))
+            scale = tf.broadcast_to(tf.abs(operator.diag_part()), tf.shape(loc))
             return loc, scale, True
         batch_and_matrix = tf.concat([tf.shape(loc), tf.shape(loc)[-1:]], axis=0)
         scale = tf.broadcast_to(operator.to_dense(), batch_and_matrix)
-        if not isinstance(operator, (tf.linalg.LinearOperatorLowerTriangular,
-                                     tf.linalg.LinearOperatorIdentity,
-                                     tf.linalg.LinearOperatorScaledIdentity)):
+        if isinstance(operator, (tf.linalg.LinearOperatorLowerTriangular,
+                                 tf.linalg.LinearOperatorIdentity,
+                                 tf.linalg.LinearOperatorScaledIdentity)):
+            # A triangular factor may have negative diagonal entries; flipping those
+            # columns gives the same covariance with the positive diagonal used downstream.
+            scale *= tf.sign(tf.linalg.diag_part(scale))[..., tf.newaxis, :]
+        else:
             scale = tf.linalg.cholesky(tf.matmul(scale, scale, transpose_b=True))
         return loc, scale, False
     if (isinstance(dist, tfd.Independent) and isinstance(dist.distribution, tfd.Normal)

@@ -57,12 +57,19 @@ def _broadcast_parts(log_weights, loc, scale, diagonal, single):
 
 
 def _permuted_cholesky(parts, order):
-    """Cholesky factors ``[..., K, D, D]`` of the covariances with dims in ``order``."""
+    """Cholesky factors ``[..., K, D, D]`` of the covariances with dims in ``order``.
+
+    Raises (outside XLA) if a factor is not finite or has a zero diagonal entry.
+    """
     if list(order) == list(range(parts.event_size)):
-        return parts.scale
-    rows = _gather_dims(parts.scale, order, axis=-2)
-    return _validation.check_finite(tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True)),
-                                    _SINGULAR_MESSAGE, tf.errors.InvalidArgumentError)
+        chol = parts.scale
+    else:
+        rows = _gather_dims(parts.scale, order, axis=-2)
+        chol = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
+    checked = _validation.check_finite(tf.math.log(tf.linalg.diag_part(chol)),
+                                       _SINGULAR_MESSAGE, tf.errors.InvalidArgumentError)
+    with tf.control_dependencies([checked]):
+        return tf.identity(chol)
 
 
 def condition(dist, indices, values):

@@ -309,3 +309,39 @@ def test_rescale_is_the_affine_map_of_the_mixture(rng):
                                  tfd.MultivariateNormalDiag(means, np.ones((3, 2))))
     np.testing.assert_allclose(mdn_layers.rescale(diag, shift, scale).stddev(),
                                scale * diag.stddev().numpy(), rtol=1e-9)
+
+
+def test_negative_diagonal_factors_are_the_same_covariance(rng):
+    weights, means, covs = random_mixture(rng, 3, 3)
+    tril = np.linalg.cholesky(covs)
+    flipped = tril * np.array([-1.0, 1.0, -1.0])  # flip columns: same L L^T
+    mixture = tfp_mixture(weights, means, covs)
+    flipped_mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=weights),
+                                            tfd.MultivariateNormalTriL(means, flipped))
+    y = rng.normal(size=(4, 3))
+    for observed in ([0], [2, 1]):
+        a = mdn_layers.condition(mixture, observed, y[:, observed])
+        b = mdn_layers.condition(flipped_mixture, observed, y[:, observed])
+        np.testing.assert_allclose(b.mixture_distribution.probs_parameter(),
+                                   a.mixture_distribution.probs_parameter(), rtol=1e-10)
+        np.testing.assert_allclose(b.covariance(), a.covariance(), rtol=1e-10)
+    np.testing.assert_allclose(mdn_layers.quantile(flipped_mixture, 0.3),
+                               mdn_layers.quantile(mixture, 0.3), rtol=1e-10)
+
+
+@pytest.mark.parametrize("observed", [[0], [1, 0]])
+def test_zero_variance_observed_dim_raises_in_graph_mode_too(observed):
+    scale = tf.constant([[[0.0, 0, 0], [0.5, 1.0, 0], [0, 0, 1.0]]], tf.float64)
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([1], tf.float64)),
+                                    tfd.MultivariateNormalTriL(tf.zeros([1, 3], tf.float64),
+                                                               scale))
+    values = np.zeros(len(observed))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="singular"):
+        mdn_layers.condition(mixture, observed, values)
+
+    @tf.function
+    def conditional_mean():
+        return mdn_layers.condition(mixture, observed, values).mean()
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="singular"):
+        conditional_mean()
