@@ -15,6 +15,15 @@ from mdn_layers.summaries import (central_interval, mode, most_probable_componen
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # `mdn_layers.tfp_layers` and `mdn_layers.plotting` load on first use, so that
+    # `import mdn_layers` imports neither tf_keras nor matplotlib.
+    if name in ("tfp_layers", "plotting"):
+        import importlib
+        return importlib.import_module(f"mdn_layers.{name}")
+    raise AttributeError(f"module 'mdn_layers' has no attribute {name!r}")
+
 __all__ = [
     "MixtureDensity",
     "MixtureNLL",

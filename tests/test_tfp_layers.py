@@ -141,3 +141,23 @@ def test_validation_and_params_width():
         tfp_layers.MixtureDistribution(2, 3, covariance="tied")
     with pytest.raises(ValueError, match="params_size=18"):
         tfp_layers.MixtureDistribution(2, 3)(np.zeros((2, 10), "float32"))
+
+
+def test_fresh_process_loads_with_only_the_import(tmp_path, rng):
+    import subprocess
+    import sys
+
+    model = tf_keras.Sequential([tf_keras.Input((1,)), tfp_layers.MixtureDensity(2, 3)])
+    model.compile("adam", loss=tfp_layers.negative_log_likelihood)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    x = np.array([[0.5]], "float32")
+    expected = float(model(x).log_prob(np.zeros((1, 2), "float32"))[0])
+    script = (
+        "import numpy as np, tf_keras\n"
+        "import mdn_layers.tfp_layers  # registers the classes; nothing else is needed\n"
+        f"m = tf_keras.models.load_model({path!r}, safe_mode=True)\n"
+        "print(float(m(np.array([[0.5]], 'float32')).log_prob(np.zeros((1, 2), 'float32'))[0]))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-6)
