@@ -86,6 +86,7 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
         self.initial_scale, self.loc_spread = _validation.check_initialisation(
             initial_scale, loc_spread, self.diag_shift)
+        self._loc_initializer = keras.initializers.RandomNormal(stddev=self.loc_spread)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
@@ -112,14 +113,14 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
             name="kernel", shape=(num_features, self.num_params),
             initializer=self.kernel_initializer, regularizer=self.kernel_regularizer)
         self.bias = self.add_weight(name="bias", shape=(self.num_params,),
-                                    initializer="zeros", regularizer=self.bias_regularizer)
-        locs = keras.random.normal((self.num_components, self.event_size),
-                                   stddev=self.loc_spread, seed=None)
-        self.bias.assign(ops.cast(layout.initial_params(
-            self.event_size, self.num_components, self.covariance,
-            ops.convert_to_numpy(locs), self.initial_scale, self.diag_shift),
-            self.bias.dtype))
+                                    initializer=self._initial_bias,
+                                    regularizer=self.bias_regularizer)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: num_features})
+
+    def _initial_bias(self, shape, dtype=None):
+        locs = self._loc_initializer((self.num_components, self.event_size), dtype=dtype)
+        return layout.initial_params(self.event_size, self.num_components, self.covariance,
+                                     locs, self.initial_scale, self.diag_shift, dtype=dtype)
 
     def call(self, inputs):
         params = ops.add(ops.matmul(inputs, self.kernel), self.bias)

@@ -141,21 +141,25 @@ def mixture_from_params(params, event_size, num_components, covariance="full",
 
 
 def initial_params(event_size, num_components, covariance, locs, scale,
-                   diag_shift=DEFAULT_DIAG_SHIFT):
-    """A params vector ``[P]`` (numpy) for equal weights, the given means and scale.
+                   diag_shift=DEFAULT_DIAG_SHIFT, dtype=tf.float32):
+    """A params vector ``[P]`` for equal weights, the given means and scale.
+
+    Graph-safe (``locs`` may be a symbolic tensor), so layers can use it in an initializer.
 
     Args:
-      locs: ``[K, D]`` component means.
+      locs: ``[K, D]`` component means (array or tensor).
       scale: positive float, every component's standard deviation per dim
         (off-diagonal Cholesky entries are zero).
     """
-    locs = np.asarray(locs, dtype=np.float64).reshape(num_components, event_size)
-    raw_diag = _inverse_positive_scale(scale, diag_shift)
-    scale_block = np.zeros(scale_params_size(event_size, covariance))
+    size = params_size(event_size, num_components, covariance)
+    block = event_size + scale_params_size(event_size, covariance)
+    starts = num_components + block * np.arange(num_components)
+    scale_entries = np.arange(scale_params_size(event_size, covariance))
     if covariance == "full":
-        diagonal_entries = np.diag(_tril_fill_indices(event_size))
-        scale_block[diagonal_entries] = raw_diag
-    else:
-        scale_block[:] = raw_diag
-    blocks = [np.concatenate([loc, scale_block]) for loc in locs]
-    return np.concatenate([np.zeros(num_components)] + blocks)
+        scale_entries = np.diag(_tril_fill_indices(event_size))
+    base = np.zeros(size)
+    base[(starts[:, None] + event_size + scale_entries[None, :]).ravel()] = (
+        _inverse_positive_scale(scale, diag_shift))
+    loc_positions = (starts[:, None] + np.arange(event_size)[None, :]).reshape(-1, 1)
+    locs = tf.reshape(tf.cast(locs, dtype), [-1])
+    return tf.constant(base, dtype) + tf.scatter_nd(loc_positions, locs, [size])

@@ -20,7 +20,6 @@ Example:
 >>> model.compile("adam", loss=tfp_layers.negative_log_likelihood)
 """
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
@@ -134,6 +133,7 @@ class MixtureDensity(MixtureDistribution):
                          convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
         self.initial_scale, self.loc_spread = _validation.check_initialisation(
             initial_scale, loc_spread, self.diag_shift)
+        self._loc_initializer = tf_keras.initializers.RandomNormal(stddev=self.loc_spread)
         self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -144,13 +144,14 @@ class MixtureDensity(MixtureDistribution):
         num_params = self.params_size(self.event_size, self.num_components, self.covariance)
         self.kernel = self.add_weight("kernel", shape=(num_features, num_params),
                                       initializer=self.kernel_initializer)
-        locs = tf_keras.initializers.RandomNormal(stddev=self.loc_spread)(
-            (self.num_components, self.event_size))
-        initial = layout.initial_params(self.event_size, self.num_components, self.covariance,
-                                        np.asarray(locs), self.initial_scale, self.diag_shift)
         self.bias = self.add_weight("bias", shape=(num_params,),
-                                    initializer=tf_keras.initializers.Constant(initial))
+                                    initializer=self._initial_bias)
         super().build(input_shape)
+
+    def _initial_bias(self, shape, dtype=None):
+        locs = self._loc_initializer((self.num_components, self.event_size), dtype=dtype)
+        return layout.initial_params(self.event_size, self.num_components, self.covariance,
+                                     locs, self.initial_scale, self.diag_shift, dtype=dtype)
 
     def params(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.kernel.dtype)

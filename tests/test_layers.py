@@ -181,3 +181,20 @@ def test_float64_end_to_end(rng):
     loss = model.loss
     assert loss(y, params).dtype == tf.float64
     assert loss(y, params * (1 + 1e-10)) != loss(y, params)
+
+
+def test_subclassed_model_builds_the_layer_inside_fit(rng):
+    class Network(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(8, activation="tanh")
+            self.head = mdn_layers.MixtureDensity(2, 3)
+
+        def call(self, inputs):
+            return self.head(self.hidden(inputs))
+
+    model = Network()
+    model.compile("adam", loss=mdn_layers.MixtureNLL(2, 3))
+    x, y = rng.normal(size=(20, 1)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+    assert mdn_layers.predict_mixture(model, x).batch_shape == (20,)

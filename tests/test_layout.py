@@ -89,7 +89,8 @@ def test_wrong_params_width_names_sizes():
 def test_initial_params_give_requested_means_and_scale(covariance):
     locs = np.arange(6.0).reshape(3, 2)
     params = layout.initial_params(2, 3, covariance, locs, scale=0.7)
-    parts = layout.params_to_parts(params.astype("float32"), 2, 3, covariance)
+    assert params.shape == (mdn_layers.params_size(2, 3, covariance),)
+    parts = layout.params_to_parts(params, 2, 3, covariance)
     np.testing.assert_allclose(parts.loc, locs, atol=1e-6)
     np.testing.assert_allclose(parts.covariance(), np.broadcast_to(0.49 * np.eye(2), (3, 2, 2)),
                                atol=1e-5)

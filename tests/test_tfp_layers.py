@@ -161,3 +161,19 @@ def test_fresh_process_loads_with_only_the_import(tmp_path, rng):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_subclassed_tf_keras_model_builds_the_layer_inside_fit(rng):
+    class Network(tf_keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = tf_keras.layers.Dense(8, activation="tanh")
+            self.head = tfp_layers.MixtureDensity(2, 3)
+
+        def call(self, inputs):
+            return self.head(self.hidden(inputs))
+
+    model = Network()
+    model.compile("adam", loss=tfp_layers.negative_log_likelihood)
+    x, y = rng.normal(size=(20, 1)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
+    assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
