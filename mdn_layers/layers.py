@@ -200,12 +200,11 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
         y_pred = _validation.check_finite(
             y_pred, "MixtureNLL: the params (model output) contain NaN or inf: the inputs "
             "are not finite or training diverged.")
-        if not self.allow_missing:
-            y_true = _validation.check_finite(
-                y_true, "MixtureNLL: y_true contains NaN or inf. Pass allow_missing=True to "
-                "treat NaN targets as missing values.")
         if self.allow_missing:
             return -masked_log_prob(self._parts(y_pred), y_true)
+        y_true = _validation.check_finite(
+            y_true, "MixtureNLL: y_true contains NaN or inf. Pass allow_missing=True to "
+            "treat NaN targets as missing values.")
         return -self.mixture(y_pred).log_prob(y_true)
 
     def _check_targets(self, y_true, y_pred):
