@@ -45,7 +45,7 @@ def test_same_params_give_same_log_prob_as_tfp_layer(rng, event_size):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_weights_trained_with_tfp_layer_load_into_our_model(rng):
+def test_weights_trained_with_tfp_layer_load_into_our_model(tmp_path, rng):
     theirs = tfp_layer_model(2, 3)
     x = rng.normal(size=(64, 1)).astype("float32")
     y = rng.normal(size=(64, 2)).astype("float32")
@@ -54,6 +54,11 @@ def test_weights_trained_with_tfp_layer_load_into_our_model(rng):
     ours = our_model(2, 3)
     ours.set_weights(theirs.get_weights())
     np.testing.assert_allclose(ours(x).log_prob(y), theirs(x).log_prob(y), rtol=1e-6, atol=1e-6)
+    theirs.save_weights(str(tmp_path / "tfp.weights.h5"))
+    from_file = our_model(2, 3)
+    from_file.load_weights(str(tmp_path / "tfp.weights.h5"))
+    np.testing.assert_allclose(from_file(x).log_prob(y), theirs(x).log_prob(y), rtol=1e-6,
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
