@@ -6,12 +6,18 @@ multivariate normals (full, diagonal or spherical), a single multivariate
 normal, or the tensor-coercible wrapper that ``tfp.layers`` layers return.
 """
 
+import math
 from typing import NamedTuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+
+# Up to this event size, triangular solves are unrolled into elementwise forward
+# substitution: a few dozen fused elementwise ops beat a batched solve kernel (and its
+# gradient) for the small matrices of MDN heads.
+_UNROLL_MAX_EVENT_SIZE = 8
 
 
 class MixtureParts(NamedTuple):
@@ -142,3 +148,42 @@ def build_distribution(parts):
     if parts.single:
         return normal
     return tfd.MixtureSameFamily(tfd.Categorical(logits=parts.log_weights), normal)
+
+
+def solve_lower(tril, rhs):
+    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular, ``z`` ``[..., D]``.
+
+    Batch axes broadcast. Small ``D`` runs as unrolled forward substitution,
+    ``z_i = (rhs_i - sum_{j<i} L_ij z_j) / L_ii``; larger ``D`` as a batched triangular solve.
+    """
+    event_size = tril.shape[-1]
+    if event_size is not None and event_size <= _UNROLL_MAX_EVENT_SIZE:
+        z = []
+        for i in range(event_size):
+            total = rhs[..., i]
+            for j in range(i):
+                total -= tril[..., i, j] * z[j]
+            z.append(total / tril[..., i, i])
+        return tf.stack(z, axis=-1) if z else rhs
+    batch = tf.broadcast_dynamic_shape(tf.shape(tril)[:-2], tf.shape(rhs)[:-1])
+    tril = tf.broadcast_to(tril, tf.concat([batch, tf.shape(tril)[-2:]], 0))
+    rhs = tf.broadcast_to(rhs, tf.concat([batch, tf.shape(rhs)[-1:]], 0))
+    return tf.linalg.triangular_solve(tril, rhs[..., tf.newaxis], lower=True)[..., 0]
+
+
+def component_log_prob(parts, values):
+    """``[..., K]`` log density of ``values`` ``[..., D]`` under each component (no weights)."""
+    residual = tf.cast(values, parts.dtype)[..., tf.newaxis, :] - parts.loc
+    if parts.diagonal:
+        z = residual / parts.scale
+        log_det = tf.reduce_sum(tf.math.log(parts.scale), axis=-1)
+    else:
+        z = solve_lower(parts.scale, residual)
+        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(parts.scale)), axis=-1)
+    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
+            - 0.5 * parts.event_size * math.log(2 * math.pi))
+
+
+def log_prob(parts, values):
+    """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space throughout)."""
+    return tf.reduce_logsumexp(parts.log_weights + component_log_prob(parts, values), axis=-1)

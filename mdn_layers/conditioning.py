@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers import _validation
-from mdn_layers.components import MixtureParts, build_distribution, mixture_parts
+from mdn_layers.components import MixtureParts, build_distribution, mixture_parts, solve_lower
 
 _SINGULAR_MESSAGE = (
     "condition: the Cholesky factor of a component covariance is not finite; the "
@@ -121,10 +121,7 @@ def condition(dist, indices, values):
     else:
         chol = _permuted_cholesky(parts, list(observed) + unobserved)
         chol_oo = chol[..., :num_observed, :num_observed]
-        batch = tf.broadcast_dynamic_shape(tf.shape(residual)[:-1], tf.shape(chol_oo)[:-2])
-        chol_oo = tf.broadcast_to(chol_oo, tf.concat([batch, tf.shape(chol_oo)[-2:]], 0))
-        residual = tf.broadcast_to(residual, tf.concat([batch, [num_observed]], 0))
-        z = tf.linalg.triangular_solve(chol_oo, residual[..., tf.newaxis], lower=True)[..., 0]
+        z = solve_lower(chol_oo, residual)
         log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol_oo)), axis=-1)
         loc = (_gather_dims(parts.loc, unobserved)
                + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
@@ -196,7 +193,7 @@ def masked_log_prob(parts, targets):
         # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
         covariance += tf.eye(parts.event_size, dtype=parts.dtype) * (1.0 - mask)[..., tf.newaxis]
         chol = tf.linalg.cholesky(covariance)
-        z = tf.linalg.triangular_solve(chol, residual[..., tf.newaxis], lower=True)[..., 0]
+        z = solve_lower(chol, residual)
         log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)), axis=-1)
     component_log_prob = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
                           - num_observed * _half_log_two_pi(parts.dtype))

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
-from mdn_layers import _validation, layout
+from mdn_layers import _validation, components, layout
 from mdn_layers.conditioning import masked_log_prob
 
 tfd = tfp.distributions
@@ -205,7 +205,7 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
         y_true = _validation.check_finite(
             y_true, "MixtureNLL: y_true contains NaN or inf. Pass allow_missing=True to "
             "treat NaN targets as missing values.")
-        return -self.mixture(y_pred).log_prob(y_true)
+        return -components.log_prob(self._parts(y_pred), y_true)
 
     def _check_targets(self, y_true, y_pred):
         """Static shape checks; a ``(batch,)`` target is accepted when ``event_size == 1``."""

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
+
+from mdn_layers import components
+
+tfd = tfp.distributions
+
+
+@pytest.mark.parametrize("event_size", [1, 3, 8, 9, 12])
+def test_solve_lower_matches_numpy_on_both_paths(rng, event_size):
+    tril = np.tril(rng.normal(size=(4, 1, event_size, event_size)))
+    tril[..., np.arange(event_size), np.arange(event_size)] = rng.uniform(0.5, 2, (4, 1,
+                                                                                   event_size))
+    rhs = rng.normal(size=(4, 5, event_size))  # batch axes broadcast: [4, 1] with [4, 5]
+    expected = np.linalg.solve(np.broadcast_to(tril, (4, 5, event_size, event_size)),
+                               rhs[..., None])[..., 0]
+    np.testing.assert_allclose(components.solve_lower(tril, rhs), expected, rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("event_size", [2, 10])
+def test_log_prob_matches_scipy(rng, event_size):
+    weights, means, covs = random_mixture(rng, 3, event_size)
+    parts = components.mixture_parts(tfp_mixture(weights, means, covs))
+    y = rng.normal(0, 2, (7, event_size))
+    np.testing.assert_allclose(components.log_prob(parts, y),
+                               scipy_mixture_logpdf(y, weights, means, covs), rtol=1e-9)
+
+
+def test_mixture_parts_reads_every_normal_kind(rng):
+    loc = rng.normal(size=(2, 3))
+    cov = np.array([[1.0, 0.3, 0.0], [0.3, 2.0, 0.1], [0.0, 0.1, 0.5]])
+    sds = np.array([0.5, 1.0, 2.0])
+    cases = [
+        (tfd.MultivariateNormalTriL(loc, np.linalg.cholesky(cov)), cov),
+        (tfd.MultivariateNormalTriL(loc, -np.linalg.cholesky(cov)), cov),
+        (tfd.MultivariateNormalFullCovariance(loc, cov), cov),
+        (tfd.MultivariateNormalDiag(loc, sds), np.diag(sds**2)),
+        (tfd.MultivariateNormalDiag(loc, -sds), np.diag(sds**2)),
+        (tfd.Independent(tfd.Normal(loc, sds), 1), np.diag(sds**2)),
+    ]
+    for dist, expected in cases:
+        parts = components.mixture_parts(dist)
+        assert parts.single and parts.log_weights.shape == (2, 1)
+        np.testing.assert_allclose(parts.covariance()[:, 0], np.broadcast_to(expected,
+                                                                              (2, 3, 3)),
+                                   rtol=1e-10, atol=1e-12)
+        assert np.all(np.linalg.diagonal(parts.scale_tril().numpy()) >= 0)
+        rebuilt = components.build_distribution(parts)
+        y = rng.normal(size=(2, 3))
+        np.testing.assert_allclose(rebuilt.log_prob(y), dist.log_prob(y), rtol=1e-10)
+
+
+def test_mixture_parts_rejects_other_distributions():
+    with pytest.raises(TypeError, match="MixtureSameFamily of multivariate normals"):
+        components.mixture_parts(tfd.Normal(0.0, 1.0))
+    with pytest.raises(TypeError, match="Categorical"):
+        components.mixture_parts(tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                                       tfd.Categorical(logits=[[0.0]] * 2)))
+
+
+def test_log_weights_are_normalised_from_probs_or_logits():
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=tf.constant([0.2, 0.8])),
+                                    tfd.MultivariateNormalDiag(tf.zeros([2, 1]),
+                                                               tf.ones([2, 1])))
+    np.testing.assert_allclose(np.exp(components.mixture_parts(mixture).log_weights),
+                               [0.2, 0.8], rtol=1e-6)
