@@ -171,6 +171,16 @@ def solve_lower(tril, rhs):
     return tf.linalg.triangular_solve(tril, rhs[..., tf.newaxis], lower=True)[..., 0]
 
 
+def gaussian_log_density(z, log_det, num_dims):
+    """``log N``: ``-|z|^2 / 2 - log|L| - num_dims log(2 pi) / 2`` for whitened ``z`` ``[..., D]``.
+
+    ``log_det`` is ``log|L|`` of the scale factor; ``num_dims`` (int or tensor) the number
+    of dims the density is over.
+    """
+    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
+            - num_dims * (0.5 * math.log(2 * math.pi)))
+
+
 def component_log_prob(parts, values):
     """``[..., K]`` log density of ``values`` ``[..., D]`` under each component (no weights)."""
     residual = tf.cast(values, parts.dtype)[..., tf.newaxis, :] - parts.loc
@@ -180,8 +190,7 @@ def component_log_prob(parts, values):
     else:
         z = solve_lower(parts.scale, residual)
         log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(parts.scale)), axis=-1)
-    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
-            - 0.5 * parts.event_size * math.log(2 * math.pi))
+    return gaussian_log_density(z, log_det, parts.event_size)
 
 
 def log_prob(parts, values):

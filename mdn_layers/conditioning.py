@@ -13,23 +13,17 @@ eq. 2.81-2.82 written with Cholesky factors). The mixture weights become the pos
 responsibilities ``w_k N(y_O | mu_kO, S_kOO) / sum_j (...)``, computed in log space.
 """
 
-import math
-
 import numpy as np
-
 import tensorflow as tf
 
 from mdn_layers import _validation
-from mdn_layers.components import MixtureParts, build_distribution, mixture_parts, solve_lower
+from mdn_layers.components import (MixtureParts, build_distribution, gaussian_log_density,
+                                   mixture_parts, solve_lower)
 
 _SINGULAR_MESSAGE = (
     "condition: the Cholesky factor of a component covariance is not finite; the "
     "covariance is singular or not positive definite. Add a small diagonal jitter to "
     "the components (layers of this library keep a `diag_shift` floor for this).")
-
-
-def _half_log_two_pi(dtype):
-    return tf.constant(0.5 * math.log(2.0 * math.pi), dtype=dtype)
 
 
 def _check_values(values, num_observed, dtype):
@@ -126,8 +120,7 @@ def condition(dist, indices, values):
         loc = (_gather_dims(parts.loc, unobserved)
                + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
         scale = chol[..., num_observed:, num_observed:]
-    log_marginal = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
-                    - num_observed * _half_log_two_pi(parts.dtype))
+    log_marginal = gaussian_log_density(z, log_det, num_observed)
     log_weights = tf.math.log_softmax(parts.log_weights + log_marginal, axis=-1)
     return build_distribution(
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
@@ -195,9 +188,8 @@ def masked_log_prob(parts, targets):
         chol = tf.linalg.cholesky(covariance)
         z = solve_lower(chol, residual)
         log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)), axis=-1)
-    component_log_prob = (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
-                          - num_observed * _half_log_two_pi(parts.dtype))
-    return tf.reduce_logsumexp(parts.log_weights + component_log_prob, axis=-1)
+    return tf.reduce_logsumexp(
+        parts.log_weights + gaussian_log_density(z, log_det, num_observed), axis=-1)
 
 
 def rescale(dist, loc, scale):

@@ -7,9 +7,7 @@ All functions take a mixture of multivariate normals (or a single one) with batc
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers.components import mixture_parts
-
-_HALF_LOG_TWO_PI = 0.5 * np.log(2 * np.pi)
+from mdn_layers.components import MixtureParts, component_log_prob, mixture_parts
 
 
 def mean(dist):
@@ -31,21 +29,13 @@ def covariance(dist):
 
 
 def _component_log_density(parts, points):
-    """``[*B, S, K]`` log w_k N(points_s | mu_k, S_k) for points ``[*B, S, D]``.
-
-    The ``S`` points are the right-hand sides of one triangular solve per component, so
-    no factor is copied per point.
-    """
-    residual = points[..., tf.newaxis, :, :] - parts.loc[..., :, tf.newaxis, :]  # [*B,K,S,D]
-    tril = parts.scale_tril()
-    batch = tf.broadcast_dynamic_shape(tf.shape(residual)[:-2], tf.shape(tril)[:-2])
-    tril = tf.broadcast_to(tril, tf.concat([batch, tf.shape(tril)[-2:]], 0))
-    residual = tf.broadcast_to(residual, tf.concat([batch, tf.shape(residual)[-2:]], 0))
-    z = tf.linalg.triangular_solve(tril, tf.linalg.matrix_transpose(residual), lower=True)
-    log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(tril)), axis=-1)
-    log_density = (parts.log_weights[..., tf.newaxis] - 0.5 * tf.reduce_sum(z**2, axis=-2)
-                   - log_det[..., tf.newaxis] - parts.event_size * _HALF_LOG_TWO_PI)
-    return tf.linalg.matrix_transpose(tf.cast(log_density, parts.dtype))
+    """``[*B, S, K]`` log w_k N(points_s | mu_k, S_k) for points ``[*B, S, D]``."""
+    # A points axis before the components: every point meets every component.
+    per_point = MixtureParts(parts.log_weights[..., tf.newaxis, :],
+                             parts.loc[..., tf.newaxis, :, :],
+                             tf.expand_dims(parts.scale, -3 if parts.diagonal else -4),
+                             parts.diagonal)
+    return per_point.log_weights + component_log_prob(per_point, points)
 
 
 def mode(dist, max_iterations=200, tolerance=1e-7):
