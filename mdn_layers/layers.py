@@ -38,6 +38,14 @@ class _MixtureConfig:
         return layout.mixture_from_params(params, self.event_size, self.num_components,
                                           self.covariance, self.diag_shift)
 
+    def _targets_like(self, y_true, y_pred):
+        """``y_true`` as a tensor of ``y_pred``'s dtype; ``(batch,)`` becomes ``(batch, 1)``
+        when ``event_size == 1``."""
+        y_true = tf.convert_to_tensor(y_true)
+        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
+            y_true = y_true[..., tf.newaxis]
+        return tf.cast(y_true, y_pred.dtype)
+
     def _parts(self, params):
         return layout.params_to_parts(params, self.event_size, self.num_components,
                                       self.covariance, self.diag_shift)
@@ -209,10 +217,8 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
 
     def _check_targets(self, y_true, y_pred):
         """Static shape checks; a ``(batch,)`` target is accepted when ``event_size == 1``."""
-        y_true = tf.convert_to_tensor(y_true)
         y_pred = tf.convert_to_tensor(y_pred)
-        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
-            y_true = y_true[..., tf.newaxis]
+        y_true = self._targets_like(y_true, y_pred)
         if y_true.shape.rank is not None and (
                 y_true.shape.rank == 0 or y_true.shape[-1] not in (None, self.event_size)):
             raise ValueError(
@@ -224,7 +230,7 @@ class MixtureNLL(_MixtureConfig, keras.losses.Loss):
                 f"MixtureNLL: y_pred last axis has size {y_pred.shape[-1]}, but "
                 f"event_size={self.event_size}, num_components={self.num_components}, "
                 f"covariance={self.covariance!r} need params_size={self.num_params}.")
-        return tf.cast(y_true, y_pred.dtype)
+        return y_true
 
     def get_config(self):
         config = super().get_config()

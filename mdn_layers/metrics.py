@@ -26,9 +26,7 @@ class _MixtureMetric(_MixtureConfig, keras.metrics.Mean):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = tf.cast(y_pred, tf.float64 if y_pred.dtype == tf.float64 else tf.float32)
-        y_true = tf.cast(y_true, y_pred.dtype)
-        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
-            y_true = y_true[..., tf.newaxis]
+        y_true = self._targets_like(y_true, y_pred)
         return super().update_state(self.score(self.mixture(y_pred), y_true),
                                     sample_weight=sample_weight)
 
