@@ -8,9 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers import _validation
-from mdn_layers.components import mixture_parts
 from mdn_layers.sampling import sample
-from mdn_layers.summaries import _marginal_parts, _mixture_cdf, central_interval
+from mdn_layers.summaries import _marginal_parts, cdf, quantile
 
 
 def nll(dist, values):
@@ -71,8 +70,7 @@ def pit(dist, values):
 
     For a calibrated model these are uniform on ``[0, 1]``.
     """
-    log_weights, loc, stddev = _marginal_parts(dist)
-    return _mixture_cdf(log_weights, loc, stddev, tf.cast(values, loc.dtype))
+    return cdf(dist, values)
 
 
 def coverage(dist, values, levels=(0.5, 0.9)):
@@ -81,11 +79,12 @@ def coverage(dist, values, levels=(0.5, 0.9)):
     ``values`` must have the full batch shape ``[*B, D]``. For a calibrated model the
     fractions approach the levels.
     """
-    values = tf.cast(values, mixture_parts(dist).dtype)
-    fractions = []
-    for level in levels:
-        lower, upper = central_interval(dist, level)
-        inside = tf.logical_and(values >= lower, values <= upper)
-        batch_axes = list(range(inside.shape.rank - 1))
-        fractions.append(tf.reduce_mean(tf.cast(inside, values.dtype), axis=batch_axes))
-    return tf.stack(fractions)
+    levels = np.asarray(levels, dtype=np.float64).reshape(-1)
+    if np.any(~((levels > 0) & (levels < 1))):
+        raise ValueError(f"`levels` must lie in (0, 1); received {levels.tolist()}.")
+    # All interval bounds in one bisection: [2L, *B, D], lower bounds first.
+    bounds = quantile(dist, np.concatenate([(1 - levels) / 2, (1 + levels) / 2]))
+    lower, upper = bounds[:len(levels)], bounds[len(levels):]
+    values = tf.cast(values, bounds.dtype)
+    inside = tf.cast(tf.logical_and(values >= lower, values <= upper), bounds.dtype)
+    return tf.reduce_mean(inside, axis=list(range(1, inside.shape.rank - 1)))

@@ -71,3 +71,9 @@ def test_nll_is_negative_log_prob(rng):
     mixture = tfp_mixture(*random_mixture(rng, 2, 2))
     y = rng.normal(size=(3, 2))
     np.testing.assert_allclose(scores.nll(mixture, y), -mixture.log_prob(y))
+
+
+def test_coverage_validates_levels(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2))
+    with pytest.raises(ValueError, match="`levels` must lie in"):
+        scores.coverage(mixture, np.zeros((1, 2)), levels=(0.5, 90))
