@@ -19,40 +19,8 @@ _PACKAGE = "mdn_layers"
 _REDUCED_PRECISION = ("float16", "bfloat16")
 
 
-class _MixtureConfig:
-    """The ``(event_size, num_components, covariance, diag_shift)`` quadruple and its uses."""
-
-    def _init_mixture_config(self, event_size, num_components, covariance, diag_shift):
-        self.event_size, self.num_components, self.covariance = (
-            _validation.check_mixture_config(event_size, num_components, covariance))
-        self.diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
-        self.num_params = layout.params_size(self.event_size, self.num_components,
-                                             self.covariance)
-
-    def _mixture_config(self):
-        return {"event_size": self.event_size, "num_components": self.num_components,
-                "covariance": self.covariance, "diag_shift": self.diag_shift}
-
-    def mixture(self, params):
-        """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe."""
-        return layout.mixture_from_params(params, self.event_size, self.num_components,
-                                          self.covariance, self.diag_shift)
-
-    def _targets_like(self, y_true, y_pred):
-        """``y_true`` as a tensor of ``y_pred``'s dtype; ``(batch,)`` becomes ``(batch, 1)``
-        when ``event_size == 1``."""
-        y_true = tf.convert_to_tensor(y_true)
-        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
-            y_true = y_true[..., tf.newaxis]
-        return tf.cast(y_true, y_pred.dtype)
-
-    def _parts(self, params):
-        return layout.params_to_parts(params, self.event_size, self.num_components,
-                                      self.covariance, self.diag_shift)
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class MixtureDensity(_MixtureConfig, keras.layers.Layer):
+class MixtureDensity(layout.MixtureConfig, keras.layers.Layer):
     """Output layer of a mixture density network: features ``(..., F)`` -> params ``(..., P)``.
 
     A learned affine map to the params of a Gaussian mixture with ``num_components``
@@ -159,7 +127,7 @@ class MixtureDensity(_MixtureConfig, keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class MixtureNLL(_MixtureConfig, keras.losses.Loss):
+class MixtureNLL(layout.MixtureConfig, keras.losses.Loss):
     """Negative log-likelihood (nats) of targets under the mixture the params describe.
 
     Returns the **per-sample** NLL ``-log p(y)`` (the ``2*pi`` constant included), so

@@ -163,3 +163,35 @@ def initial_params(event_size, num_components, covariance, locs, scale,
     loc_positions = (starts[:, None] + np.arange(event_size)[None, :]).reshape(-1, 1)
     locs = tf.reshape(tf.cast(locs, dtype), [-1])
     return tf.constant(base, dtype) + tf.scatter_nd(loc_positions, locs, [size])
+
+
+class MixtureConfig:
+    """Mixin for layers, losses and metrics: the ``(event_size, num_components, covariance,
+    diag_shift)`` quadruple, validated once, and what follows from it."""
+
+    def _init_mixture_config(self, event_size, num_components, covariance, diag_shift):
+        self.event_size, self.num_components, self.covariance = (
+            _validation.check_mixture_config(event_size, num_components, covariance))
+        self.diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
+        self.num_params = params_size(self.event_size, self.num_components, self.covariance)
+
+    def _mixture_config(self):
+        return {"event_size": self.event_size, "num_components": self.num_components,
+                "covariance": self.covariance, "diag_shift": self.diag_shift}
+
+    def mixture(self, params):
+        """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe."""
+        return mixture_from_params(params, self.event_size, self.num_components,
+                                   self.covariance, self.diag_shift)
+
+    def _targets_like(self, y_true, y_pred):
+        """``y_true`` as a tensor of ``y_pred``'s dtype; ``(batch,)`` becomes ``(batch, 1)``
+        when ``event_size == 1``."""
+        y_true = tf.convert_to_tensor(y_true)
+        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
+            y_true = y_true[..., tf.newaxis]
+        return tf.cast(y_true, y_pred.dtype)
+
+    def _parts(self, params):
+        return params_to_parts(params, self.event_size, self.num_components,
+                               self.covariance, self.diag_shift)

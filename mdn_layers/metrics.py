@@ -13,10 +13,10 @@ import keras
 import tensorflow as tf
 
 from mdn_layers import layout, scores, summaries
-from mdn_layers.layers import _PACKAGE, _MixtureConfig
+from mdn_layers.layers import _PACKAGE
 
 
-class _MixtureMetric(_MixtureConfig, keras.metrics.Mean):
+class _MixtureMetric(layout.MixtureConfig, keras.metrics.Mean):
     """Mean over samples of ``score(mixture, y_true)``; subclasses define ``score``."""
 
     def __init__(self, event_size, num_components, covariance="full",

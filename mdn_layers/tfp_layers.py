@@ -25,7 +25,6 @@ import tensorflow_probability as tfp
 import tf_keras
 
 from mdn_layers import _validation, layout, summaries
-from mdn_layers.components import unwrap
 
 _PACKAGE = "mdn_layers"
 _CONVERT_TO_TENSOR_FNS = {
@@ -46,7 +45,7 @@ def _convert_to_tensor_fn_name(convert_to_tensor_fn):
 
 
 @tf_keras.saving.register_keras_serializable(package=_PACKAGE)
-class MixtureDistribution(tfp.layers.DistributionLambda):
+class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
     """``DistributionLambda`` turning params ``[..., P]`` into a Gaussian mixture.
 
     With default options a drop-in replacement for
@@ -66,16 +65,12 @@ class MixtureDistribution(tfp.layers.DistributionLambda):
 
     def __init__(self, event_size, num_components, covariance="full",
                  diag_shift=layout.DEFAULT_DIAG_SHIFT, convert_to_tensor_fn="mean", **kwargs):
-        event_size, num_components, covariance = _validation.check_mixture_config(
-            event_size, num_components, covariance)
-        diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
         convert_name = _convert_to_tensor_fn_name(convert_to_tensor_fn)
         kwargs.pop("make_distribution_fn", None)
         # The mixture is built at call time from this layer's attributes (set below).
-        super().__init__(lambda inputs: self.mixture(inputs),
+        super().__init__(lambda inputs: self.mixture(self.params(inputs)),
                          convert_to_tensor_fn=_CONVERT_TO_TENSOR_FNS[convert_name], **kwargs)
-        self.event_size, self.num_components = event_size, num_components
-        self.covariance, self.diag_shift = covariance, diag_shift
+        self._init_mixture_config(event_size, num_components, covariance, diag_shift)
         self.convert_to_tensor_fn_name = convert_name
 
     @staticmethod
@@ -87,12 +82,6 @@ class MixtureDistribution(tfp.layers.DistributionLambda):
         """The mixture params ``[..., P]`` for this layer's inputs (here: the inputs)."""
         return inputs
 
-    def mixture(self, inputs):
-        """The plain ``tfd.MixtureSameFamily`` for this layer's inputs."""
-        return layout.mixture_from_params(self.params(inputs), self.event_size,
-                                          self.num_components, self.covariance,
-                                          self.diag_shift)
-
     def __call__(self, inputs, *args, **kwargs):
         _validation.reject_foreign_tensors(
             self, inputs, "keras", "This is a tf_keras layer; in a Keras 3 model use "
@@ -103,9 +92,8 @@ class MixtureDistribution(tfp.layers.DistributionLambda):
     def get_config(self):
         # Skip DistributionLambda/Lambda.get_config, which pickle Python functions.
         config = tf_keras.layers.Layer.get_config(self)
-        config.update({"event_size": self.event_size, "num_components": self.num_components,
-                       "covariance": self.covariance, "diag_shift": self.diag_shift,
-                       "convert_to_tensor_fn": self.convert_to_tensor_fn_name})
+        config.update(self._mixture_config())
+        config["convert_to_tensor_fn"] = self.convert_to_tensor_fn_name
         return config
 
     @classmethod
@@ -141,10 +129,9 @@ class MixtureDensity(MixtureDistribution):
         if num_features is None:
             raise ValueError("MixtureDensity needs a known last input axis (features); "
                              f"received input shape {input_shape}.")
-        num_params = self.params_size(self.event_size, self.num_components, self.covariance)
-        self.kernel = self.add_weight("kernel", shape=(num_features, num_params),
+        self.kernel = self.add_weight("kernel", shape=(num_features, self.num_params),
                                       initializer=self.kernel_initializer)
-        self.bias = self.add_weight("bias", shape=(num_params,),
+        self.bias = self.add_weight("bias", shape=(self.num_params,),
                                     initializer=self._initial_bias)
         super().build(input_shape)
 
@@ -193,4 +180,4 @@ def predict_mixture(model, x, batch_size=None):
         raise ValueError("predict_mixture needs a functional or Sequential tf_keras model "
                          f"whose {head.name!r} layer has a single input.") from error
     features = features_model.predict(x, batch_size=batch_size, verbose=0)
-    return unwrap(head.mixture(features))
+    return head.mixture(head.params(features))
