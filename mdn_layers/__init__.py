@@ -1,28 +1,53 @@
 """Keras output layers for mixture density networks, on TensorFlow Probability.
 
-Keras 3 front-end and the core functions live here; the tf_keras front-end
-(``tfp.layers.DistributionLambda`` style) lives in :mod:`mdn_layers.tfp_layers`, and
-matplotlib views in :mod:`mdn_layers.plotting` (both imported on demand).
+Two paths over one maths:
+
+* the training path — :class:`MixtureDensity`, :class:`MixtureNLL`, :mod:`mdn_layers.metrics`
+  — is ``keras.ops`` only and runs inside ``model.fit`` on every Keras 3 backend;
+* the analysis path — :func:`mixture_from_params`, :func:`predict_mixture`, :func:`condition`,
+  :func:`marginalize`, :func:`sample`, summaries and scores — returns TensorFlow Probability
+  distributions. TensorFlow and TFP load on first use of one of these names, so with the JAX
+  or PyTorch backend ``import mdn_layers`` and training import neither.
+
+The tf_keras front-end (``tfp.layers.DistributionLambda`` style) lives in
+:mod:`mdn_layers.tfp_layers`, matplotlib views in :mod:`mdn_layers.plotting`.
 """
 
-from mdn_layers import datasets, metrics, scores, summaries
-from mdn_layers.conditioning import condition, marginalize, rescale
+import importlib
+
+from mdn_layers import metrics
 from mdn_layers.layers import MixtureDensity, MixtureNLL, predict_mixture
-from mdn_layers.layout import mixture_from_params, params_size
-from mdn_layers.sampling import sample
-from mdn_layers.summaries import (central_interval, mode, most_probable_component, quantile,
-                                  responsibilities)
+from mdn_layers.layout import params_size
 
 __version__ = "0.1.0"
 
+# Public names of the analysis path (TensorFlow + TFP), loaded on first use.
+_LAZY_ATTRIBUTES = {
+    "condition": "mdn_layers.conditioning",
+    "marginalize": "mdn_layers.conditioning",
+    "rescale": "mdn_layers.conditioning",
+    "mixture_from_params": "mdn_layers.components",
+    "sample": "mdn_layers.sampling",
+    "central_interval": "mdn_layers.summaries",
+    "mode": "mdn_layers.summaries",
+    "most_probable_component": "mdn_layers.summaries",
+    "quantile": "mdn_layers.summaries",
+    "responsibilities": "mdn_layers.summaries",
+}
+_LAZY_MODULES = ("datasets", "plotting", "scores", "summaries", "tfp_layers")
+
 
 def __getattr__(name):
-    # `mdn_layers.tfp_layers` and `mdn_layers.plotting` load on first use, so that
-    # `import mdn_layers` imports neither tf_keras nor matplotlib.
-    if name in ("tfp_layers", "plotting"):
-        import importlib
+    if name in _LAZY_ATTRIBUTES:
+        return getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+    if name in _LAZY_MODULES:
         return importlib.import_module(f"mdn_layers.{name}")
     raise AttributeError(f"module 'mdn_layers' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES) | set(_LAZY_MODULES))
+
 
 __all__ = [
     "MixtureDensity",

@@ -1,4 +1,4 @@
-"""Argument checks shared by every public entry point.
+"""Argument checks shared by every public entry point (plain Python: no Keras, no TensorFlow).
 
 Each check fails early with a ``ValueError`` that names the argument, what was
 expected and what was received.
@@ -7,7 +7,6 @@ expected and what was received.
 import numbers
 
 import numpy as np
-import tensorflow as tf
 
 COVARIANCE_KINDS = ("full", "diag", "spherical")
 
@@ -20,6 +19,26 @@ def check_positive_int(value, name):
     if value < 1:
         raise ValueError(f"`{name}` must be a positive int (>= 1); received {value!r}.")
     return int(value)
+
+
+def check_nonnegative_int(value, name):
+    """Returns ``value`` as a Python int, or raises if it is not an int >= 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be a non-negative int; received {value!r} "
+                         f"of type {type(value).__name__}.")
+    if value < 0:
+        raise ValueError(f"`{name}` must be a non-negative int (>= 0); received {value!r}.")
+    return int(value)
+
+
+def check_probability(value, name):
+    """Returns ``value`` as a Python float, or raises if it is not a real number in (0, 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a float in (0, 1); received {value!r} "
+                         f"of type {type(value).__name__}.")
+    if not 0 < value < 1:
+        raise ValueError(f"`{name}` must be in (0, 1); received {value!r}.")
+    return float(value)
 
 
 def check_covariance(covariance):
@@ -85,20 +104,12 @@ def check_dimension_indices(indices, event_size, name="indices", allow_empty=Tru
     return normalised
 
 
-def check_finite(tensor, message, eager_error=ValueError):
-    """Returns ``tensor``, raising ``message`` if any entry is NaN or infinite.
-
-    Eagerly it raises ``eager_error``; in a graph it adds an assertion that raises
-    ``tf.errors.InvalidArgumentError`` when run. XLA drops such assertions, so inside
-    ``jit_compile=True`` functions the check does nothing.
-    """
-    if tf.executing_eagerly():
-        if not bool(tf.reduce_all(tf.math.is_finite(tensor))):
-            if eager_error is tf.errors.InvalidArgumentError:
-                raise eager_error(None, None, message)
-            raise eager_error(message)
-        return tensor
-    return tf.debugging.assert_all_finite(tensor, message)
+def _flatten(structure):
+    if isinstance(structure, dict):
+        structure = list(structure.values())
+    if isinstance(structure, (list, tuple)):
+        return [leaf for item in structure for leaf in _flatten(item)]
+    return [structure]
 
 
 def reject_foreign_tensors(layer, inputs, foreign_module, advice):
@@ -107,7 +118,7 @@ def reject_foreign_tensors(layer, inputs, foreign_module, advice):
     Keras 3 and tf_keras symbolic tensors do not mix; without this check the failure
     surfaces deep inside the framework.
     """
-    for tensor in tf.nest.flatten(inputs):
+    for tensor in _flatten(inputs):
         if type(tensor).__module__.startswith(foreign_module):
             raise TypeError(f"{type(layer).__name__} was called on a {foreign_module} tensor "
                             f"({type(tensor).__name__}). {advice}")

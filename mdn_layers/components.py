@@ -1,23 +1,19 @@
-"""Gaussian mixtures as plain tensors: read them from, and build them as, TFP distributions.
+"""Gaussian mixtures as TensorFlow tensors: read them from, and build them as, TFP distributions.
 
-Every core routine (conditioning, sampling, summaries, scores) works on
+The analysis path (TensorFlow + TFP). Every analysis routine (conditioning, sampling, summaries, scores) works on
 :class:`MixtureParts`, so it accepts any ``tfd.MixtureSameFamily`` of
 multivariate normals (full, diagonal or spherical), a single multivariate
 normal, or the tensor-coercible wrapper that ``tfp.layers`` layers return.
 """
 
-import math
 from typing import NamedTuple
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-tfd = tfp.distributions
+from mdn_layers import _tf_ops, _validation, gaussian, layout
 
-# Up to this event size, triangular solves are unrolled into elementwise forward
-# substitution: a few dozen fused elementwise ops beat a batched solve kernel (and its
-# gradient) for the small matrices of MDN heads.
-_UNROLL_MAX_EVENT_SIZE = 8
+tfd = tfp.distributions
 
 
 class MixtureParts(NamedTuple):
@@ -150,49 +146,70 @@ def build_distribution(parts):
     return tfd.MixtureSameFamily(tfd.Categorical(logits=parts.log_weights), normal)
 
 
-def solve_lower(tril, rhs):
-    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular, ``z`` ``[..., D]``.
+def _check_params_width(params, event_size, num_components, covariance):
+    expected = layout.params_size(event_size, num_components, covariance)
+    received = params.shape[-1] if params.shape.rank else None
+    if received is None:
+        raise ValueError(f"params must have a static last axis of size {expected}; "
+                         f"received shape {params.shape}.")
+    if received != expected:
+        raise ValueError(
+            f"params last axis has size {received}, but event_size={event_size}, "
+            f"num_components={num_components}, covariance={covariance!r} need "
+            f"params_size={expected}.")
 
-    Batch axes broadcast. Small ``D`` runs as unrolled forward substitution,
-    ``z_i = (rhs_i - sum_{j<i} L_ij z_j) / L_ii``; larger ``D`` as a batched triangular solve.
+
+def params_to_parts(params, event_size, num_components, covariance="full",
+                    diag_shift=layout.DEFAULT_DIAG_SHIFT):
+    """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`."""
+    event_size, num_components, covariance = _validation.check_mixture_config(
+        event_size, num_components, covariance)
+    diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
+    params = _tf_ops.to_tensor(params)
+    if not params.dtype.is_floating:
+        params = tf.cast(params, tf.float32)
+    _check_params_width(params, event_size, num_components, covariance)
+    log_weights, loc, scale = layout.split_params(
+        _tf_ops, params, event_size, num_components, covariance, diag_shift)
+    return MixtureParts(log_weights, loc, scale, diagonal=covariance != "full")
+
+
+def mixture_from_params(params, event_size, num_components, covariance="full",
+                        diag_shift=layout.DEFAULT_DIAG_SHIFT):
+    """Builds the Gaussian mixture that a params tensor describes.
+
+    Args:
+      params: ``[..., P]`` float array (TensorFlow, NumPy, JAX or PyTorch),
+        ``P = params_size(event_size, num_components, covariance)``.
+      event_size: ``D``, the number of target dims.
+      num_components: ``K``, the number of mixture components.
+      covariance: ``"full"``, ``"diag"`` or ``"spherical"``.
+      diag_shift: floor added to every standard deviation / Cholesky diagonal.
+
+    Returns:
+      ``tfd.MixtureSameFamily`` with batch shape ``params.shape[:-1]`` and event
+      shape ``[D]``; components are ``tfd.MultivariateNormalTriL`` (``"full"``)
+      or ``tfd.MultivariateNormalDiag`` (``"diag"``, ``"spherical"``).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from mdn_layers import params_size
+    >>> p = np.zeros([4, params_size(2, 3)], np.float32)
+    >>> mixture_from_params(p, event_size=2, num_components=3).batch_shape
+    TensorShape([4])
     """
-    event_size = tril.shape[-1]
-    if event_size is not None and event_size <= _UNROLL_MAX_EVENT_SIZE:
-        z = []
-        for i in range(event_size):
-            total = rhs[..., i]
-            for j in range(i):
-                total -= tril[..., i, j] * z[j]
-            z.append(total / tril[..., i, i])
-        return tf.stack(z, axis=-1) if z else rhs
-    batch = tf.broadcast_dynamic_shape(tf.shape(tril)[:-2], tf.shape(rhs)[:-1])
-    tril = tf.broadcast_to(tril, tf.concat([batch, tf.shape(tril)[-2:]], 0))
-    rhs = tf.broadcast_to(rhs, tf.concat([batch, tf.shape(rhs)[-1:]], 0))
-    return tf.linalg.triangular_solve(tril, rhs[..., tf.newaxis], lower=True)[..., 0]
-
-
-def gaussian_log_density(z, log_det, num_dims):
-    """``log N``: ``-|z|^2 / 2 - log|L| - num_dims log(2 pi) / 2`` for whitened ``z`` ``[..., D]``.
-
-    ``log_det`` is ``log|L|`` of the scale factor; ``num_dims`` (int or tensor) the number
-    of dims the density is over.
-    """
-    return (-0.5 * tf.reduce_sum(tf.square(z), axis=-1) - log_det
-            - num_dims * (0.5 * math.log(2 * math.pi)))
+    return build_distribution(
+        params_to_parts(params, event_size, num_components, covariance, diag_shift))
 
 
 def component_log_prob(parts, values):
     """``[..., K]`` log density of ``values`` ``[..., D]`` under each component (no weights)."""
-    residual = tf.cast(values, parts.dtype)[..., tf.newaxis, :] - parts.loc
-    if parts.diagonal:
-        z = residual / parts.scale
-        log_det = tf.reduce_sum(tf.math.log(parts.scale), axis=-1)
-    else:
-        z = solve_lower(parts.scale, residual)
-        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(parts.scale)), axis=-1)
-    return gaussian_log_density(z, log_det, parts.event_size)
+    return gaussian.component_log_prob(_tf_ops, parts.loc, parts.scale, parts.diagonal,
+                                       tf.cast(values, parts.dtype))
 
 
 def log_prob(parts, values):
     """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space throughout)."""
-    return tf.reduce_logsumexp(parts.log_weights + component_log_prob(parts, values), axis=-1)
+    return gaussian.mixture_log_prob(_tf_ops, parts.log_weights, parts.loc, parts.scale,
+                                     parts.diagonal, tf.cast(values, parts.dtype))

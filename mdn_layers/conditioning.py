@@ -16,9 +16,8 @@ responsibilities ``w_k N(y_O | mu_kO, S_kOO) / sum_j (...)``, computed in log sp
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers import _validation
-from mdn_layers.components import (MixtureParts, build_distribution, gaussian_log_density,
-                                   mixture_parts, solve_lower)
+from mdn_layers import _tf_ops, _validation, gaussian
+from mdn_layers.components import MixtureParts, build_distribution, mixture_parts
 
 _SINGULAR_MESSAGE = (
     "condition: the Cholesky factor of a component covariance is not finite; the "
@@ -60,7 +59,7 @@ def _permuted_cholesky(parts, order):
     else:
         rows = _gather_dims(parts.scale, order, axis=-2)
         chol = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
-    checked = _validation.check_finite(tf.math.log(tf.linalg.diag_part(chol)),
+    checked = _tf_ops.check_finite(tf.math.log(tf.linalg.diag_part(chol)),
                                        _SINGULAR_MESSAGE, tf.errors.InvalidArgumentError)
     with tf.control_dependencies([checked]):
         return tf.identity(chol)
@@ -107,20 +106,18 @@ def condition(dist, indices, values):
     residual = values[..., tf.newaxis, :] - _gather_dims(parts.loc, observed)
     num_observed = len(observed)
     if parts.diagonal:
-        observed_sd = _gather_dims(parts.scale, observed)
-        z = residual / observed_sd
-        log_det = tf.reduce_sum(tf.math.log(observed_sd), axis=-1)
+        z, log_det = gaussian.whiten(_tf_ops, _gather_dims(parts.scale, observed), True,
+                                     residual)
         loc = _gather_dims(parts.loc, unobserved)
         scale = _gather_dims(parts.scale, unobserved)
     else:
         chol = _permuted_cholesky(parts, list(observed) + unobserved)
         chol_oo = chol[..., :num_observed, :num_observed]
-        z = solve_lower(chol_oo, residual)
-        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol_oo)), axis=-1)
+        z, log_det = gaussian.whiten(_tf_ops, chol_oo, False, residual)
         loc = (_gather_dims(parts.loc, unobserved)
                + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
         scale = chol[..., num_observed:, num_observed:]
-    log_marginal = gaussian_log_density(z, log_det, num_observed)
+    log_marginal = gaussian.gaussian_log_density(_tf_ops, z, log_det, num_observed)
     log_weights = tf.math.log_softmax(parts.log_weights + log_marginal, axis=-1)
     return build_distribution(
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
@@ -156,40 +153,6 @@ def marginalize(dist, indices):
         scale = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
     return build_distribution(
         MixtureParts(parts.log_weights, loc, scale, parts.diagonal, parts.single))
-
-
-def masked_log_prob(parts, targets):
-    """Log density of each target's observed (non-NaN) dims under a mixture.
-
-    Args:
-      parts: :class:`MixtureParts` with batch shape ``[...]``.
-      targets: ``[..., D]`` values; NaN marks a missing entry.
-
-    Returns:
-      ``[...]`` log marginal density of the observed dims of each row (0 for a
-      row with no observed dim).
-    """
-    observed = tf.logical_not(tf.math.is_nan(targets))[..., tf.newaxis, :]
-    filled = tf.where(observed, targets[..., tf.newaxis, :], tf.zeros_like(targets[..., None, :]))
-    residual = tf.where(observed, filled - parts.loc, tf.zeros_like(parts.loc))
-    num_observed = tf.reduce_sum(tf.cast(observed, parts.dtype), axis=-1)
-    if parts.diagonal:
-        z = residual / parts.scale
-        log_det = tf.reduce_sum(tf.where(observed, tf.math.log(parts.scale), 0.0), axis=-1)
-    else:
-        # A missing dim is replaced by an independent unit-variance dim with zero
-        # residual: the joint density then factorises into the observed marginal
-        # times N(0 | 0, 1) per missing dim, and the latter's log(1) = 0 determinant
-        # and zero residual drop out, leaving only its 2*pi constant (not counted).
-        mask = tf.cast(observed, parts.dtype)
-        covariance = parts.covariance() * mask[..., :, tf.newaxis] * mask[..., tf.newaxis, :]
-        # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
-        covariance += tf.eye(parts.event_size, dtype=parts.dtype) * (1.0 - mask)[..., tf.newaxis]
-        chol = tf.linalg.cholesky(covariance)
-        z = solve_lower(chol, residual)
-        log_det = tf.reduce_sum(tf.math.log(tf.linalg.diag_part(chol)), axis=-1)
-    return tf.reduce_logsumexp(
-        parts.log_weights + gaussian_log_density(z, log_det, num_observed), axis=-1)
 
 
 def rescale(dist, loc, scale):

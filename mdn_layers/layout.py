@@ -1,5 +1,9 @@
 """The params layout: the one place that knows how a params vector maps to a mixture.
 
+Shared maths: imports neither keras nor tensorflow. Functions that build tensors take an
+array namespace ``ops`` first (:mod:`mdn_layers._keras_ops` on the training path,
+:mod:`mdn_layers._tf_ops` on the analysis path).
+
 For ``K`` components over ``D`` target dims a params vector is::
 
     [K logits | component 1 | component 2 | ... | component K]
@@ -13,18 +17,18 @@ and each component block is ``D`` means followed by its scale entries:
 * ``"diag"``: ``D`` entries, standard deviations ``softplus(x) + diag_shift``;
 * ``"spherical"``: one entry, a standard deviation shared by all ``D`` dims.
 
-The filling is an elementwise map and a gather with a static index map, so its
-gradient compiles under XLA with a dynamic batch size (the gradients of
-``FillScaleTriL``'s ``matrix_set_diag`` build dynamically shaped zeros, which XLA rejects).
+Splitting is one elementwise map and one gather per part with static index maps, so it
+compiles under XLA with a dynamic batch size (the gradients of ``FillScaleTriL``'s
+``matrix_set_diag`` build dynamically shaped zeros, which XLA rejects) and runs unchanged
+on every Keras backend.
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
 from mdn_layers import _validation
-from mdn_layers.components import MixtureParts, build_distribution
 
 DEFAULT_DIAG_SHIFT = 1e-5
 
@@ -47,9 +51,8 @@ def params_size(event_size, num_components, covariance="full"):
     return num_components * (1 + event_size + scale_params_size(event_size, covariance))
 
 
-@functools.lru_cache(maxsize=None)
-def _tril_fill_indices(event_size):
-    """``[D, D]`` int map from the ``D(D+1)/2`` tril entries (index ``m`` = zero) to a matrix.
+def tril_fill_indices(event_size):
+    """``[D, D]`` map from the ``D(D+1)/2`` tril entries (index ``D(D+1)/2`` = zero) to a matrix.
 
     Reproduces ``tfp.math.fill_triangular(x, upper=False)``: the matrix is
     ``concat([x[D:], reverse(x)])`` reshaped to ``[D, D]``, upper triangle zeroed.
@@ -60,109 +63,88 @@ def _tril_fill_indices(event_size):
     return np.where(np.tril(np.ones_like(order)) > 0, order, size)
 
 
-def _positive_scale(raw, diag_shift):
-    return tf.math.softplus(raw) + tf.cast(diag_shift, raw.dtype)
+class IndexMaps(NamedTuple):
+    """Static positions of each part inside a params vector of width ``P``.
+
+    Attributes:
+      loc: ``[K, D]`` positions of the means.
+      scale: ``[K, D, D]`` (full; ``P`` marks an upper-triangle zero) or ``[K, D]``
+        positions of the scale entries (spherical repeats its one entry ``D`` times).
+      positive: ``[P]`` bool, the entries mapped by ``softplus(x) + diag_shift``.
+    """
+    loc: np.ndarray
+    scale: np.ndarray
+    positive: np.ndarray
+
+
+@functools.lru_cache(maxsize=None)
+def index_maps(event_size, num_components, covariance):
+    """:class:`IndexMaps` of a validated config (cached: built once per config)."""
+    num_scale = scale_params_size(event_size, covariance)
+    block = event_size + num_scale
+    starts = num_components + block * np.arange(num_components)  # [K]
+    loc = starts[:, None] + np.arange(event_size)[None, :]
+    scale_starts = starts + event_size
+    if covariance == "full":
+        fill = tril_fill_indices(event_size)
+        size = params_size(event_size, num_components, covariance)
+        scale = np.where(fill < num_scale, scale_starts[:, None, None] + fill, size)
+        on_diagonal = scale_starts[:, None] + np.diag(fill)[None, :]
+    else:
+        columns = np.arange(event_size) if covariance == "diag" else np.zeros(event_size, int)
+        scale = scale_starts[:, None] + columns[None, :]
+        on_diagonal = scale
+    positive = np.zeros(params_size(event_size, num_components, covariance), bool)
+    positive[on_diagonal.ravel()] = True
+    return IndexMaps(loc, scale, positive)
+
+
+def split_params(ops, params, event_size, num_components, covariance,
+                 diag_shift=DEFAULT_DIAG_SHIFT):
+    """Params ``[..., P]`` -> ``(log_weights [..., K], loc [..., K, D], scale)``.
+
+    ``scale`` is ``[..., K, D, D]`` lower-triangular Cholesky factors for ``"full"``, else
+    ``[..., K, D]`` standard deviations. ``params`` must be a float tensor of ``ops`` whose
+    last axis has size ``params_size(...)`` (callers check).
+    """
+    maps = index_maps(event_size, num_components, covariance)
+    log_weights = ops.log_softmax(params[..., :num_components], axis=-1)
+    loc = ops.take(params, maps.loc, axis=-1)
+    if covariance == "full":
+        entries = ops.where(maps.positive, ops.softplus(params) + diag_shift, params)
+        padded = ops.concatenate([entries, ops.zeros_like(params[..., :1])], axis=-1)
+        scale = ops.take(padded, maps.scale, axis=-1)
+    else:
+        scale = ops.softplus(ops.take(params, maps.scale, axis=-1)) + diag_shift
+    return log_weights, loc, scale
 
 
 def _inverse_positive_scale(scale, diag_shift):
-    """Raw entry that :func:`_positive_scale` maps to ``scale`` (numpy)."""
+    """Raw entry that ``softplus(x) + diag_shift`` maps to ``scale`` (numpy)."""
     target = np.asarray(scale, dtype=np.float64) - diag_shift
     return target + np.log(-np.expm1(-target))
 
 
-def _check_params_width(params, event_size, num_components, covariance):
-    expected = params_size(event_size, num_components, covariance)
-    received = params.shape[-1]
-    if params.shape.rank == 0 or received is None:
-        raise ValueError(f"params must have a static last axis of size {expected}; "
-                         f"received shape {params.shape}.")
-    if received != expected:
-        raise ValueError(
-            f"params last axis has size {received}, but event_size={event_size}, "
-            f"num_components={num_components}, covariance={covariance!r} need "
-            f"params_size={expected}.")
-
-
-def params_to_parts(params, event_size, num_components, covariance="full",
-                    diag_shift=DEFAULT_DIAG_SHIFT):
-    """Splits ``params`` ``[..., P]`` into :class:`MixtureParts` with batch shape ``[...]``."""
-    event_size, num_components, covariance = _validation.check_mixture_config(
-        event_size, num_components, covariance)
-    params = tf.convert_to_tensor(params)
-    if not params.dtype.is_floating:
-        params = tf.cast(params, tf.float32)
-    _check_params_width(params, event_size, num_components, covariance)
-    logits = params[..., :num_components]
-    block = event_size + scale_params_size(event_size, covariance)
-    components = tf.reshape(params[..., num_components:],
-                            tf.concat([tf.shape(params)[:-1], [num_components, block]], 0))
-    loc, raw_scale = components[..., :event_size], components[..., event_size:]
-    if covariance == "full":
-        fill_indices = _tril_fill_indices(event_size)
-        on_diagonal = np.isin(np.arange(raw_scale.shape[-1]), np.diag(fill_indices))
-        entries = tf.where(on_diagonal, _positive_scale(raw_scale, diag_shift), raw_scale)
-        padded = tf.concat([entries, tf.zeros_like(entries[..., :1])], axis=-1)
-        scale = tf.gather(padded, fill_indices, axis=-1)
-        diagonal = False
-    else:
-        scale = _positive_scale(raw_scale, diag_shift)
-        if covariance == "spherical":
-            scale = tf.broadcast_to(scale, tf.shape(loc))
-        diagonal = True
-    return MixtureParts(tf.math.log_softmax(logits, axis=-1), loc, scale, diagonal)
-
-
-def mixture_from_params(params, event_size, num_components, covariance="full",
-                        diag_shift=DEFAULT_DIAG_SHIFT):
-    """Builds the Gaussian mixture that a params tensor describes.
-
-    Args:
-      params: ``[..., P]`` float tensor, ``P = params_size(event_size,
-        num_components, covariance)``.
-      event_size: ``D``, the number of target dims.
-      num_components: ``K``, the number of mixture components.
-      covariance: ``"full"``, ``"diag"`` or ``"spherical"``.
-      diag_shift: floor added to every standard deviation / Cholesky diagonal.
-
-    Returns:
-      ``tfd.MixtureSameFamily`` with batch shape ``params.shape[:-1]`` and event
-      shape ``[D]``; components are ``tfd.MultivariateNormalTriL`` (``"full"``)
-      or ``tfd.MultivariateNormalDiag`` (``"diag"``, ``"spherical"``).
-
-    Example:
-
-    >>> import numpy as np
-    >>> p = np.zeros([4, params_size(2, 3)], np.float32)
-    >>> mixture_from_params(p, event_size=2, num_components=3).batch_shape
-    TensorShape([4])
-    """
-    return build_distribution(
-        params_to_parts(params, event_size, num_components, covariance, diag_shift))
-
-
-def initial_params(event_size, num_components, covariance, locs, scale,
-                   diag_shift=DEFAULT_DIAG_SHIFT, dtype=tf.float32):
+def initial_params(ops, event_size, num_components, covariance, locs, scale,
+                   diag_shift=DEFAULT_DIAG_SHIFT):
     """A params vector ``[P]`` for equal weights, the given means and scale.
 
     Graph-safe (``locs`` may be a symbolic tensor), so layers can use it in an initializer.
 
     Args:
-      locs: ``[K, D]`` component means (array or tensor).
+      locs: ``[K, D]`` component means, a float tensor of ``ops``; the result has its dtype.
       scale: positive float, every component's standard deviation per dim
         (off-diagonal Cholesky entries are zero).
     """
-    size = params_size(event_size, num_components, covariance)
-    block = event_size + scale_params_size(event_size, covariance)
-    starts = num_components + block * np.arange(num_components)
-    scale_entries = np.arange(scale_params_size(event_size, covariance))
-    if covariance == "full":
-        scale_entries = np.diag(_tril_fill_indices(event_size))
-    base = np.zeros(size)
-    base[(starts[:, None] + event_size + scale_entries[None, :]).ravel()] = (
-        _inverse_positive_scale(scale, diag_shift))
-    loc_positions = (starts[:, None] + np.arange(event_size)[None, :]).reshape(-1, 1)
-    locs = tf.reshape(tf.cast(locs, dtype), [-1])
-    return tf.constant(base, dtype) + tf.scatter_nd(loc_positions, locs, [size])
+    maps = index_maps(event_size, num_components, covariance)
+    size = maps.positive.size
+    base = np.where(maps.positive, _inverse_positive_scale(scale, diag_shift), 0.0)
+    # Position p takes locs[j] where maps.loc holds p at flat index j, else a zero.
+    source = np.full(size, num_components * event_size)
+    source[maps.loc.ravel()] = np.arange(num_components * event_size)
+    flat_locs = ops.reshape(locs, (-1,))
+    padded = ops.concatenate([flat_locs, ops.zeros_like(flat_locs[:1])], axis=0)
+    return ops.take(padded, source, axis=0) + ops.cast(base, locs.dtype)
 
 
 class MixtureConfig:
@@ -179,19 +161,12 @@ class MixtureConfig:
         return {"event_size": self.event_size, "num_components": self.num_components,
                 "covariance": self.covariance, "diag_shift": self.diag_shift}
 
+    def _split(self, ops, params):
+        return split_params(ops, params, self.event_size, self.num_components,
+                            self.covariance, self.diag_shift)
+
     def mixture(self, params):
-        """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe."""
+        """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe (loads TFP)."""
+        from mdn_layers.components import mixture_from_params  # the analysis path
         return mixture_from_params(params, self.event_size, self.num_components,
                                    self.covariance, self.diag_shift)
-
-    def _targets_like(self, y_true, y_pred):
-        """``y_true`` as a tensor of ``y_pred``'s dtype; ``(batch,)`` becomes ``(batch, 1)``
-        when ``event_size == 1``."""
-        y_true = tf.convert_to_tensor(y_true)
-        if self.event_size == 1 and y_true.shape.rank == y_pred.shape.rank - 1:
-            y_true = y_true[..., tf.newaxis]
-        return tf.cast(y_true, y_pred.dtype)
-
-    def _parts(self, params):
-        return params_to_parts(params, self.event_size, self.num_components,
-                               self.covariance, self.diag_shift)

@@ -1,90 +1,164 @@
 """Keras 3 metrics over params: proper scores to watch in ``model.compile(metrics=...)``.
 
-Each metric takes the same mixture config as :class:`mdn_layers.MixtureNLL` and averages a
-per-sample score over the batches it sees (``sample_weight`` acts per sample).
+Training path: each metric runs inside ``fit`` / ``evaluate`` on every Keras backend (compiled
+too), through the shared maths in :mod:`mdn_layers.gaussian`. Each takes the same config as
+:class:`mdn_layers.MixtureNLL` (``allow_missing`` included) and averages a per-sample score over
+the batches it sees; ``sample_weight`` acts per sample and Keras masks leave steps out.
 
 Example:
 
->>> model.compile("adam", loss=MixtureNLL(2, 4),
-...               metrics=[CRPS(2, 4), EnergyScore(2, 4), IntervalCoverage(2, 4, level=0.9)])
+>>> from mdn_layers import MixtureNLL
+>>> from mdn_layers.metrics import CRPS, EnergyScore, IntervalCoverage
+>>> metrics = [CRPS(2, 4), EnergyScore(2, 4), IntervalCoverage(2, 4, level=0.9)]
+>>> [m.name for m in metrics]
+['crps', 'energy_score', 'coverage']
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from mdn_layers import layout, scores, summaries
-from mdn_layers.layers import _PACKAGE
+from mdn_layers import _keras_ops, _validation, gaussian, layout
+from mdn_layers.layers import _PACKAGE, TargetsMixin, keras_mask
+
+_QUANTILE_ITERATIONS = 60
 
 
-class _MixtureMetric(layout.MixtureConfig, keras.metrics.Mean):
-    """Mean over samples of ``score(mixture, y_true)``; subclasses define ``score``."""
+class _MixtureMetric(TargetsMixin, keras.metrics.Mean):
+    """Mean over samples of ``score(parts, y_true, observed)``; subclasses define ``score``.
+
+    ``score`` gets the split params ``(log_weights, loc, scale)``, targets ``[..., D]`` (NaN
+    replaced by 0) and ``observed`` ``[..., D]`` (1.0 where a target is present) and returns
+    per-sample scores ``[...]``. With ``allow_missing`` a sample whose dims are all missing
+    carries no weight.
+    """
 
     def __init__(self, event_size, num_components, covariance="full",
-                 diag_shift=layout.DEFAULT_DIAG_SHIFT, name=None, dtype=None):
+                 diag_shift=layout.DEFAULT_DIAG_SHIFT, allow_missing=False, name=None,
+                 dtype=None):
         super().__init__(name=name or self.default_name, dtype=dtype)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
+        self.allow_missing = bool(allow_missing)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y_pred = tf.cast(y_pred, tf.float64 if y_pred.dtype == tf.float64 else tf.float32)
-        y_true = self._targets_like(y_true, y_pred)
-        return super().update_state(self.score(self.mixture(y_pred), y_true),
-                                    sample_weight=sample_weight)
+        mask = keras_mask(y_pred)
+        y_pred = ops.convert_to_tensor(y_pred)
+        if keras.backend.standardize_dtype(y_pred.dtype) != "float64":
+            y_pred = ops.cast(y_pred, "float32")
+        y_true = self._check_finite_targets(self._targets_like(y_true, y_pred, mask))
+        observed = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
+        filled = ops.where(ops.isnan(y_true), ops.zeros_like(y_true), y_true)
+        values = self.score(self._split(_keras_ops, y_pred), y_true, filled, observed)
+        weight = ops.ones_like(values)
+        if mask is not None:
+            weight = weight * ops.cast(mask, values.dtype)
+        if self.allow_missing:
+            weight = weight * ops.cast(ops.max(observed, axis=-1) > 0, values.dtype)
+        if sample_weight is not None:
+            sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), values.dtype)
+            if len(sample_weight.shape) > len(weight.shape):
+                sample_weight = ops.squeeze(sample_weight, -1)
+            weight = weight * sample_weight
+        return super().update_state(values, sample_weight=weight)
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, **self._mixture_config()}
+        return {"name": self.name, "dtype": self.dtype, "allow_missing": self.allow_missing,
+                **self._mixture_config()}
+
+    def _marginals(self, parts):
+        log_weights, loc, scale = parts
+        return log_weights, loc, gaussian.marginal_stddev(_keras_ops, scale,
+                                                          self.covariance != "full")
+
+
+def _mean_over_observed(values, observed):
+    """``[...]`` mean of ``values`` ``[..., D]`` over observed dims (0 where none is)."""
+    count = ops.sum(observed, axis=-1)
+    return ops.sum(values * observed, axis=-1) / ops.maximum(count, 1.0)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NegativeLogLikelihood(_MixtureMetric):
-    """Mean NLL in nats (same value as :class:`MixtureNLL`, as a metric)."""
+    """Mean NLL in nats (same value as :class:`mdn_layers.MixtureNLL`, as a metric)."""
     default_name = "nll"
 
-    def score(self, mixture, y_true):
-        return scores.nll(mixture, y_true)
+    def score(self, parts, y_true, filled, observed):
+        return -self._log_prob(y_true, parts)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class CRPS(_MixtureMetric):
-    """Mean closed-form CRPS over samples and target dims (in target units)."""
+    """Mean closed-form CRPS over samples and (observed) target dims, in target units."""
     default_name = "crps"
 
-    def score(self, mixture, y_true):
-        return tf.reduce_mean(scores.crps(mixture, y_true), axis=-1)
+    def score(self, parts, y_true, filled, observed):
+        crps = gaussian.marginal_crps(_keras_ops, *self._marginals(parts), filled)
+        return _mean_over_observed(crps, observed)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class EnergyScore(_MixtureMetric):
-    """Mean Monte Carlo energy score (``num_samples`` seeded draws per sample)."""
+    """Mean Monte Carlo energy score ``E||X - y|| - 1/2 E||X - X'||`` (seeded draws).
+
+    ``num_samples`` pairs of draws per sample; with the same ``seed`` every batch uses the
+    same random numbers, so the metric is reproducible. With ``allow_missing`` the norms
+    run over the observed dims (the draws' marginal on those dims).
+    """
     default_name = "energy_score"
 
     def __init__(self, event_size, num_components, covariance="full", num_samples=100,
                  seed=0, **kwargs):
         super().__init__(event_size, num_components, covariance, **kwargs)
-        self.num_samples, self.seed = num_samples, seed
+        self.num_samples = _validation.check_positive_int(num_samples, "num_samples")
+        self.seed = _validation.check_nonnegative_int(seed, "seed")
 
-    def score(self, mixture, y_true):
-        return scores.energy_score(mixture, y_true, num_samples=self.num_samples,
-                                   seed=self.seed)
+    def score(self, parts, y_true, filled, observed):
+        log_weights, loc, scale = parts
+        batch_shape = ops.shape(log_weights)[:-1]
+        component_axes = tuple(scale.shape[len(batch_shape):])  # (K, D) or (K, D, D)
+        flat = (ops.reshape(log_weights, (-1, self.num_components)),
+                ops.reshape(loc, (-1, self.num_components, self.event_size)),
+                ops.reshape(scale, (-1,) + component_axes))
+        num_draws = 2 * self.num_samples
+        rows = ops.shape(flat[0])[0]
+        uniform = keras.random.uniform((rows, num_draws, self.num_components), minval=1e-30,
+                                       maxval=1.0, dtype=loc.dtype, seed=self.seed)
+        noise = keras.random.normal((rows, num_draws, self.event_size), dtype=loc.dtype,
+                                    seed=self.seed + 1)
+        draws = gaussian.draw(_keras_ops, *flat, self.covariance != "full", uniform, noise,
+                              1.0, 1.0)  # [rows, 2S, D]
+        mask = ops.expand_dims(ops.reshape(observed, (-1, self.event_size)), 1)
+        target = ops.expand_dims(ops.reshape(filled, (-1, self.event_size)), 1)
+        first, second = draws[:, :self.num_samples], draws[:, self.num_samples:]
+        to_value = ops.mean(_norm((first - target) * mask), axis=1)
+        spread = ops.mean(_norm((first - second) * mask), axis=1)
+        return ops.reshape(to_value - 0.5 * spread, batch_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_samples": self.num_samples, "seed": self.seed}
 
 
+def _norm(x):
+    """Euclidean norm over the last axis, with a finite gradient at 0."""
+    return ops.sqrt(ops.sum(ops.square(x), axis=-1) + 1e-30)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class IntervalCoverage(_MixtureMetric):
-    """Fraction of target values inside the central ``level`` interval of their marginal."""
+    """Fraction of (observed) target values inside the central ``level`` interval of their
+    marginal; near ``level`` for a calibrated model."""
     default_name = "coverage"
 
     def __init__(self, event_size, num_components, covariance="full", level=0.9, **kwargs):
         super().__init__(event_size, num_components, covariance, **kwargs)
-        if not 0 < level < 1:
-            raise ValueError(f"`level` must be in (0, 1); received {level!r}.")
-        self.level = float(level)
+        self.level = _validation.check_probability(level, "level")
 
-    def score(self, mixture, y_true):
-        lower, upper = summaries.central_interval(mixture, self.level)
-        inside = tf.logical_and(y_true >= lower, y_true <= upper)
-        return tf.reduce_mean(tf.cast(inside, lower.dtype), axis=-1)
+    def score(self, parts, y_true, filled, observed):
+        bounds = gaussian.marginal_quantiles(
+            _keras_ops, *self._marginals(parts), [(1 - self.level) / 2, (1 + self.level) / 2],
+            _QUANTILE_ITERATIONS)
+        inside = ops.cast(ops.logical_and(filled >= bounds[0], filled <= bounds[1]),
+                          filled.dtype)
+        return _mean_over_observed(inside, observed)
 
     def get_config(self):
         return {**super().get_config(), "level": self.level}

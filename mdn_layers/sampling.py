@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from mdn_layers import _validation
+from mdn_layers import _tf_ops, _validation, gaussian
 from mdn_layers.components import mixture_parts
 
 
@@ -70,36 +70,19 @@ def sample(dist, sample_shape=(), temperature=1.0, sigma_temperature=1.0, seed=N
     batch_shape = tf.shape(parts.log_weights)[:-1]
     num_components, event_size = parts.num_components, parts.event_size
     num_samples = int(np.prod(sample_shape, dtype=np.int64))
-    # Flatten the batch to one axis: [Bf, K, ...], draws as [Bf, N].
+    # Flatten the batch to one axis: [Bf, K, ...], draws as [Bf, N, D].
     log_weights = tf.reshape(parts.log_weights, [-1, num_components])
+    loc = tf.reshape(parts.loc, [-1, num_components, event_size])
+    scale = tf.reshape(parts.scale, [-1, num_components, event_size]
+                       + ([] if parts.diagonal else [event_size]))
     num_batch = tf.shape(log_weights)[0]
-    if temperature == 0.0:
-        chosen = tf.argmax(log_weights, axis=-1, output_type=tf.int32)[:, tf.newaxis]
-        chosen = tf.tile(chosen, [1, num_samples])
-    else:
-        # Gumbel-max: argmax(logits / T + Gumbel noise) ~ Categorical(logits / T).
-        uniform = tf.random.stateless_uniform(
-            [num_batch, num_samples, num_components], seed=component_seed,
-            minval=np.finfo(np.float32).tiny, maxval=1.0, dtype=parts.dtype)
-        gumbel = -tf.math.log(-tf.math.log(uniform))
-        chosen = tf.argmax(log_weights[:, tf.newaxis, :] / temperature + gumbel, axis=-1,
-                           output_type=tf.int32)
-    loc = tf.gather(tf.reshape(parts.loc, [-1, num_components, event_size]), chosen,
-                    batch_dims=1)
-    draws = loc
-    if sigma_temperature > 0.0:
-        noise = tf.random.stateless_normal([num_batch, num_samples, event_size],
-                                           seed=noise_seed, dtype=parts.dtype)
-        noise *= tf.cast(np.sqrt(sigma_temperature), parts.dtype)
-        if parts.diagonal:
-            scale = tf.gather(tf.reshape(parts.scale, [-1, num_components, event_size]),
-                              chosen, batch_dims=1)
-            draws += scale * noise
-        else:
-            scale = tf.gather(
-                tf.reshape(parts.scale, [-1, num_components, event_size, event_size]),
-                chosen, batch_dims=1)
-            draws += tf.linalg.matvec(scale, noise)
+    uniform = tf.random.stateless_uniform(
+        [num_batch, num_samples, num_components], seed=component_seed,
+        minval=np.finfo(np.float32).tiny, maxval=1.0, dtype=parts.dtype)
+    noise = tf.random.stateless_normal([num_batch, num_samples, event_size],
+                                       seed=noise_seed, dtype=parts.dtype)
+    draws = gaussian.draw(_tf_ops, log_weights, loc, scale, parts.diagonal, uniform, noise,
+                          temperature, sigma_temperature)
     # [Bf, N, D] -> [N, Bf, D] -> [*S, *B, D]
     draws = tf.transpose(draws, [1, 0, 2])
     return tf.reshape(draws, tf.concat([np.asarray(sample_shape, np.int32), batch_shape,

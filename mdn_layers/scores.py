@@ -7,7 +7,7 @@ Every function is batched: ``dist`` has batch shape ``B`` and event shape ``[D]`
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers import _validation
+from mdn_layers import _tf_ops, _validation, gaussian
 from mdn_layers.sampling import sample
 from mdn_layers.summaries import _marginal_parts, cdf, quantile
 
@@ -15,14 +15,6 @@ from mdn_layers.summaries import _marginal_parts, cdf, quantile
 def nll(dist, values):
     """``[*B']`` negative log-likelihood in nats."""
     return -dist.log_prob(values)
-
-
-def _expected_abs_normal(mean, variance):
-    """E|X| for X ~ N(mean, variance): ``2 s phi(m/s) + m (2 Phi(m/s) - 1)``."""
-    stddev = tf.sqrt(variance)
-    z = mean / stddev
-    phi = tf.exp(-0.5 * z**2) / np.sqrt(2 * np.pi).astype(mean.dtype.as_numpy_dtype)
-    return 2 * stddev * phi + mean * tf.math.erf(z / np.sqrt(2.0).astype(z.dtype.as_numpy_dtype))
 
 
 def crps(dist, values):
@@ -33,17 +25,7 @@ def crps(dist, values):
     with ``A(mu, s2) = E|X|`` for ``X ~ N(mu, s2)``.
     """
     log_weights, loc, stddev = _marginal_parts(dist)
-    values = tf.cast(values, loc.dtype)
-    weights = tf.exp(log_weights)[..., tf.newaxis]  # [*B, K, 1]
-    variance = tf.square(stddev)
-    to_value = tf.reduce_sum(
-        weights * _expected_abs_normal(values[..., tf.newaxis, :] - loc, variance), axis=-2)
-    pair_mean = loc[..., :, tf.newaxis, :] - loc[..., tf.newaxis, :, :]  # [*B, K, K, D]
-    pair_variance = variance[..., :, tf.newaxis, :] + variance[..., tf.newaxis, :, :]
-    pair_weights = weights[..., :, tf.newaxis, :] * weights[..., tf.newaxis, :, :]
-    spread = tf.reduce_sum(pair_weights * _expected_abs_normal(pair_mean, pair_variance),
-                           axis=[-3, -2])
-    return to_value - 0.5 * spread
+    return gaussian.marginal_crps(_tf_ops, log_weights, loc, stddev, tf.cast(values, loc.dtype))
 
 
 def energy_score(dist, values, num_samples=200, seed=0):

@@ -7,6 +7,7 @@ All functions take a mixture of multivariate normals (or a single one) with batc
 import numpy as np
 import tensorflow as tf
 
+from mdn_layers import _tf_ops, gaussian
 from mdn_layers.components import MixtureParts, component_log_prob, mixture_parts
 
 
@@ -82,21 +83,14 @@ def mode(dist, max_iterations=200, tolerance=1e-7):
 def _marginal_parts(dist):
     """Log weights ``[*B, K]``, means and standard deviations ``[*B, K, D]`` of each dim."""
     parts = mixture_parts(dist)
-    stddev = (parts.scale if parts.diagonal
-              else tf.sqrt(tf.reduce_sum(tf.square(parts.scale), axis=-1)))
-    return parts.log_weights, parts.loc, stddev
-
-
-def _mixture_cdf(log_weights, loc, stddev, values):
-    z = (values[..., tf.newaxis, :] - loc) / stddev
-    normal_cdf = 0.5 * tf.math.erfc(-z / np.sqrt(2.0).astype(loc.dtype.as_numpy_dtype))
-    return tf.reduce_sum(tf.exp(log_weights)[..., tf.newaxis] * normal_cdf, axis=-2)
+    return (parts.log_weights, parts.loc,
+            gaussian.marginal_stddev(_tf_ops, parts.scale, parts.diagonal))
 
 
 def cdf(dist, values):
     """``[*B', D]`` marginal CDF of each dim at ``values`` ``[..., D]`` (broadcast with ``B``)."""
     log_weights, loc, stddev = _marginal_parts(dist)
-    return _mixture_cdf(log_weights, loc, stddev, tf.cast(values, loc.dtype))
+    return gaussian.marginal_cdf(_tf_ops, log_weights, loc, stddev, tf.cast(values, loc.dtype))
 
 
 def quantile(dist, probs, num_iterations=80):
@@ -113,18 +107,8 @@ def quantile(dist, probs, num_iterations=80):
     if probs_array.ndim > 1 or np.any(~(probs_array > 0)) or np.any(~(probs_array < 1)):
         raise ValueError(f"`probs` must be a float or 1-D array in (0, 1); received {probs!r}.")
     log_weights, loc, stddev = _marginal_parts(dist)
-    target = tf.constant(probs_array.reshape((-1,) + (1,) * (loc.shape.rank - 1)), loc.dtype)
-    low = tf.reduce_min(loc - 12.0 * stddev, axis=-2) + tf.zeros_like(target)
-    high = tf.reduce_max(loc + 12.0 * stddev, axis=-2) + tf.zeros_like(target)
-
-    def bisect(low, high):
-        middle = 0.5 * (low + high)
-        below = _mixture_cdf(log_weights, loc, stddev, middle) < target
-        return tf.where(below, middle, low), tf.where(below, high, middle)
-
-    low, high = tf.while_loop(lambda low, high: True, bisect, (low, high),
-                              maximum_iterations=num_iterations)
-    result = 0.5 * (low + high)
+    result = gaussian.marginal_quantiles(_tf_ops, log_weights, loc, stddev,
+                                         probs_array.reshape(-1), num_iterations)
     return result[0] if probs_array.ndim == 0 else result
 
 

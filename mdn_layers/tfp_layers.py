@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from mdn_layers import _validation, layout, summaries
+from mdn_layers import _tf_ops, _validation, layout, summaries
 
 _PACKAGE = "mdn_layers"
 _CONVERT_TO_TENSOR_FNS = {
@@ -137,8 +137,8 @@ class MixtureDensity(MixtureDistribution):
 
     def _initial_bias(self, shape, dtype=None):
         locs = self._loc_initializer((self.num_components, self.event_size), dtype=dtype)
-        return layout.initial_params(self.event_size, self.num_components, self.covariance,
-                                     locs, self.initial_scale, self.diag_shift, dtype=dtype)
+        return layout.initial_params(_tf_ops, self.event_size, self.num_components,
+                                     self.covariance, locs, self.initial_scale, self.diag_shift)
 
     def params(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.kernel.dtype)

@@ -1,0 +1,201 @@
+"""Gaussian-mixture maths shared by the training and the analysis path.
+
+Imports neither keras nor tensorflow: every function takes an array namespace ``ops``
+first (:mod:`mdn_layers._keras_ops` inside ``model.fit`` on any backend,
+:mod:`mdn_layers._tf_ops` for TFP distributions). A mixture is three tensors, as
+:func:`mdn_layers.layout.split_params` returns them:
+
+* ``log_weights`` ``[..., K]`` normalised log weights;
+* ``loc`` ``[..., K, D]`` component means;
+* ``scale`` ``[..., K, D, D]`` lower-triangular Cholesky factors with a positive diagonal
+  (``diagonal=False``), or ``[..., K, D]`` standard deviations (``diagonal=True``).
+"""
+
+import math
+
+import numpy as np
+
+# Up to this event size, triangular solves are unrolled into elementwise forward
+# substitution: a few dozen fused elementwise ops beat a batched solve kernel (and its
+# gradient) for the small matrices of MDN heads.
+UNROLL_MAX_EVENT_SIZE = 8
+_HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
+
+
+def constant(ops, value, like):
+    """``value`` (numpy) as a tensor of ``ops`` with the dtype of tensor ``like``."""
+    return ops.cast(np.asarray(value), like.dtype)
+
+
+def solve_lower(ops, tril, rhs):
+    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular, ``z`` ``[..., D]``.
+
+    Small ``D`` runs as unrolled forward substitution,
+    ``z_i = (rhs_i - sum_{j<i} L_ij z_j) / L_ii`` (batch axes broadcast); larger ``D`` as
+    the namespace's batched triangular solve.
+    """
+    event_size = tril.shape[-1]
+    if event_size is not None and event_size <= UNROLL_MAX_EVENT_SIZE:
+        z = []
+        for i in range(event_size):
+            total = rhs[..., i]
+            for j in range(i):
+                total = total - tril[..., i, j] * z[j]
+            z.append(total / tril[..., i, i])
+        return ops.stack(z, axis=-1) if z else rhs
+    return ops.solve_lower_triangular(tril, rhs)
+
+
+def gaussian_log_density(ops, z, log_det, num_dims):
+    """``log N``: ``-|z|^2 / 2 - log|L| - num_dims log(2 pi) / 2`` for whitened ``z`` ``[..., D]``.
+
+    ``log_det`` is ``log|L|`` of the scale factor; ``num_dims`` (int or tensor) the number
+    of dims the density is over.
+    """
+    return -0.5 * ops.sum(ops.square(z), axis=-1) - log_det - num_dims * _HALF_LOG_TWO_PI
+
+
+def whiten(ops, scale, diagonal, residual):
+    """``(z, log|L|)``: whitened residuals ``[..., K, D]`` and log-determinants ``[..., K]``."""
+    if diagonal:
+        return residual / scale, ops.sum(ops.log(scale), axis=-1)
+    return (solve_lower(ops, scale, residual),
+            ops.sum(ops.log(ops.matrix_diagonal(scale)), axis=-1))
+
+
+def component_log_prob(ops, loc, scale, diagonal, values):
+    """``[..., K]`` log density of ``values`` ``[..., D]`` under each component (no weights)."""
+    residual = ops.expand_dims(values, -2) - loc
+    z, log_det = whiten(ops, scale, diagonal, residual)
+    return gaussian_log_density(ops, z, log_det, loc.shape[-1])
+
+
+def mixture_log_prob(ops, log_weights, loc, scale, diagonal, values):
+    """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space)."""
+    return ops.logsumexp(
+        log_weights + component_log_prob(ops, loc, scale, diagonal, values), axis=-1)
+
+
+def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
+    """``[...]`` log density of each target's observed (non-NaN) dims under the mixture.
+
+    ``targets`` ``[..., D]``: NaN marks a missing entry. A row with no observed dim has
+    log density 0.
+    """
+    observed = ops.expand_dims(ops.logical_not(ops.isnan(targets)), -2)  # [..., 1, D]
+    zeros = ops.zeros_like(loc)
+    residual = ops.where(observed, ops.expand_dims(targets, -2) - loc, zeros)
+    mask = ops.cast(observed, loc.dtype)
+    num_observed = ops.sum(mask, axis=-1)
+    if diagonal:
+        z = residual / scale
+        log_det = ops.sum(ops.where(observed, ops.log(scale), zeros), axis=-1)
+    else:
+        # A missing dim is replaced by an independent unit-variance dim with zero
+        # residual: the joint density then factorises into the observed marginal
+        # times N(0 | 0, 1) per missing dim, and the latter's log(1) = 0 determinant
+        # and zero residual drop out, leaving only its 2*pi constant (not counted).
+        covariance = ops.matmul(scale, ops.swapaxes(scale, -1, -2))
+        covariance = covariance * ops.expand_dims(mask, -1) * ops.expand_dims(mask, -2)
+        # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
+        identity = constant(ops, np.eye(loc.shape[-1]), loc)
+        covariance = covariance + identity * ops.expand_dims(1.0 - mask, -1)
+        chol = ops.cholesky(covariance)
+        z = solve_lower(ops, chol, residual)
+        log_det = ops.sum(ops.log(ops.matrix_diagonal(chol)), axis=-1)
+    return ops.logsumexp(log_weights + gaussian_log_density(ops, z, log_det, num_observed),
+                         axis=-1)
+
+
+# --- One-dimensional marginals: CDF, quantiles, CRPS ---------------------------------
+
+def marginal_stddev(ops, scale, diagonal):
+    """``[..., K, D]`` standard deviation of each dim under each component."""
+    return scale if diagonal else ops.sqrt(ops.sum(ops.square(scale), axis=-1))
+
+
+def marginal_cdf(ops, log_weights, loc, stddev, values):
+    """``[..., D]`` mixture CDF of each dim at ``values`` ``[..., D]``."""
+    z = (ops.expand_dims(values, -2) - loc) / stddev
+    normal_cdf = 0.5 * ops.erfc(-z / math.sqrt(2.0))
+    return ops.sum(ops.expand_dims(ops.exp(log_weights), -1) * normal_cdf, axis=-2)
+
+
+def marginal_quantiles(ops, log_weights, loc, stddev, probs, num_iterations):
+    """``[Q, ..., D]`` per-dim quantiles at ``probs`` (numpy ``[Q]`` in (0, 1)) by bisection.
+
+    The bracket spans 12 standard deviations beyond the extreme component means; each
+    step halves it, so 80 steps reach float64 resolution.
+    """
+    probs = np.asarray(probs, np.float64)
+    target = constant(ops, probs.reshape((-1,) + (1,) * (len(loc.shape) - 1)), loc)
+    low = ops.min(loc - 12.0 * stddev, axis=-2)
+    high = ops.max(loc + 12.0 * stddev, axis=-2)
+    low, high = low + 0.0 * target, high + 0.0 * target  # [Q, ..., D]
+
+    def bisect(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        below = marginal_cdf(ops, log_weights, loc, stddev, middle) < target
+        return ops.where(below, middle, low), ops.where(below, high, middle)
+
+    low, high = ops.fori_loop(0, num_iterations, bisect, (low, high))
+    return 0.5 * (low + high)
+
+
+def _expected_abs_normal(ops, mean, variance):
+    """E|X| for X ~ N(mean, variance): ``2 s phi(m/s) + m (2 Phi(m/s) - 1)``."""
+    stddev = ops.sqrt(variance)
+    z = mean / stddev
+    phi = ops.exp(-0.5 * ops.square(z)) / math.sqrt(2 * math.pi)
+    return 2 * stddev * phi + mean * ops.erf(z / math.sqrt(2.0))
+
+
+def marginal_crps(ops, log_weights, loc, stddev, values):
+    """``[..., D]`` closed-form CRPS of each dim's marginal at ``values`` ``[..., D]``.
+
+    For weights ``w``, means ``m`` and variances ``s2`` of one dim (Grimit et al., 2006):
+    ``CRPS = sum_k w_k A(y - m_k, s2_k) - 1/2 sum_jk w_j w_k A(m_j - m_k, s2_j + s2_k)``
+    with ``A(mu, s2) = E|X|`` for ``X ~ N(mu, s2)``.
+    """
+    weights = ops.expand_dims(ops.exp(log_weights), -1)  # [..., K, 1]
+    variance = ops.square(stddev)
+    to_value = ops.sum(
+        weights * _expected_abs_normal(ops, ops.expand_dims(values, -2) - loc, variance),
+        axis=-2)
+    pair_mean = ops.expand_dims(loc, -2) - ops.expand_dims(loc, -3)  # [..., K, K, D]
+    pair_variance = ops.expand_dims(variance, -2) + ops.expand_dims(variance, -3)
+    pair_weights = ops.expand_dims(weights, -2) * ops.expand_dims(weights, -3)
+    spread = ops.sum(pair_weights * _expected_abs_normal(ops, pair_mean, pair_variance),
+                     axis=(-3, -2))
+    return to_value - 0.5 * spread
+
+
+# --- Sampling --------------------------------------------------------------------------
+
+def draw(ops, log_weights, loc, scale, diagonal, uniform, noise, temperature,
+         sigma_temperature):
+    """Draws ``[N, S, D]`` from ``N`` mixtures (``log_weights`` ``[N, K]``, ``loc`` ``[N, K, D]``).
+
+    ``uniform`` ``[N, S, K]`` in ``(0, 1)`` picks the components by Gumbel-max,
+    ``argmax(log_weights / temperature + Gumbel)`` ~ ``Categorical(logits / temperature)``
+    (``temperature == 0``: the most probable component); ``noise`` ``[N, S, D]`` standard
+    normal draws are scaled by the component's factor times ``sqrt(sigma_temperature)``
+    (``sigma_temperature == 0``: the component mean).
+    """
+    num_components, event_size = loc.shape[-2], loc.shape[-1]
+    if temperature == 0.0:
+        scores = ops.expand_dims(log_weights, -2) + 0.0 * uniform
+    else:
+        scores = ops.expand_dims(log_weights, -2) / temperature - ops.log(-ops.log(uniform))
+    chosen = ops.cast(ops.one_hot(ops.argmax(scores, axis=-1), num_components), loc.dtype)
+    draws = ops.matmul(chosen, loc)  # one-hot selection: [N, S, K] @ [N, K, D]
+    if sigma_temperature == 0.0:
+        return draws
+    noise = noise * math.sqrt(sigma_temperature)
+    if diagonal:
+        return draws + ops.matmul(chosen, scale) * noise
+    flat_scale = ops.reshape(scale, (-1, num_components, event_size * event_size))
+    chosen_scale = ops.reshape(ops.matmul(chosen, flat_scale),
+                               (-1, uniform.shape[1], event_size, event_size))
+    return draws + ops.sum(chosen_scale * ops.expand_dims(noise, -2), axis=-1)
