@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -12,6 +17,32 @@ from scipy import special, stats  # noqa: E402
 
 tfd = tfp.distributions
 DIAG_SHIFT = 1e-5
+BACKEND = keras.backend.backend()
+
+
+def _float64_available():
+    if BACKEND != "jax":
+        return True
+    import jax
+    return bool(jax.config.jax_enable_x64)
+
+
+# Tests of the training path run on every Keras backend (CI: TensorFlow and JAX); these
+# marks skip what one backend cannot do.
+tensorflow_backend_only = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="TensorFlow-backend behaviour (graph assertions, tf.function)")
+requires_float64 = pytest.mark.skipif(
+    not _float64_available(), reason="JAX computes in float32 unless JAX_ENABLE_X64 is set")
+
+
+def run_python(script, env=None, timeout=600):
+    """Runs ``script`` in a fresh Python; returns the JSON its last stdout line holds."""
+    import os
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=timeout, env=full_env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def random_mixture(rng, num_components, event_size, batch=(), min_sd=0.3):

@@ -3,10 +3,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import params_for, random_mixture, restrict_covariance, scipy_mixture_logpdf
+from conftest import (params_for, random_mixture, requires_float64, restrict_covariance,
+                      scipy_mixture_logpdf)
 
 import mdn_layers
 from mdn_layers import datasets
+
+# The training path: these tests also run under KERAS_BACKEND=jax (see README).
+pytestmark = pytest.mark.backend_neutral
 
 tfd = tfp.distributions
 KINDS = ["full", "diag", "spherical"]
@@ -165,6 +169,7 @@ def test_xla_training_with_partial_final_batch(rng, covariance):
     assert np.isfinite(model.evaluate(x, y, batch_size=32, verbose=0))
 
 
+@requires_float64
 def test_float64_end_to_end(rng):
     model = mdn_model(2, 3, dtype="float64")
     x = rng.normal(size=(64, 1))

@@ -5,6 +5,9 @@ import pytest
 import mdn_layers
 from mdn_layers import metrics, scores
 
+# The training path: these tests also run under KERAS_BACKEND=jax (see README).
+pytestmark = pytest.mark.backend_neutral
+
 
 def all_metrics():
     return [metrics.NegativeLogLikelihood(2, 3), metrics.CRPS(2, 3),

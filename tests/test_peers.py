@@ -6,6 +6,9 @@ from conftest import DIAG_SHIFT, softplus_inverse
 
 import mdn_layers
 
+# The training path: these tests also run under KERAS_BACKEND=jax (see README).
+pytestmark = pytest.mark.backend_neutral
+
 keras_mdn_layer = pytest.importorskip("keras_mdn_layer")  # needs Python >= 3.11
 D, K = 2, 3
 

@@ -4,12 +4,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
-from conftest import scipy_mixture_logpdf
+from conftest import requires_float64, scipy_mixture_logpdf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special
 
 import mdn_layers
+
+# The training path: these tests also run under KERAS_BACKEND=jax (see README).
+pytestmark = pytest.mark.backend_neutral
 
 FAST = settings(max_examples=20, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -36,6 +39,7 @@ def numpy_mixture(params, event_size, num_components, covariance, diag_shift=1e-
     return weights, means, np.array(covs)
 
 
+@requires_float64
 @FAST
 @given(config=configs, seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 4))
 def test_loss_is_minus_log_density_and_batched_equals_per_example(config, seed, batch):

@@ -4,8 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tensorflow_backend_only
 
 import mdn_layers
+
+# The training path: these tests also run under KERAS_BACKEND=jax (see README).
+pytestmark = pytest.mark.backend_neutral
 
 KINDS = ["full", "diag", "spherical"]
 
@@ -101,6 +105,7 @@ def test_non_finite_targets_and_params_are_named():
         loss(y, np.full_like(params, np.inf))
 
 
+@tensorflow_backend_only
 def test_non_finite_targets_stop_graph_training(rng):
     x, y = hostile("constant_dimension", rng, n=64)
     y[3, 0] = np.nan
