@@ -24,3 +24,8 @@ def matrix_diagonal(x):
 def solve_lower_triangular(tril, rhs):
     """``z`` ``[..., D]`` with ``tril @ z = rhs`` (same batch shape)."""
     return _ops.solve_triangular(tril, expand_dims(rhs, -1), lower=True)[..., 0]
+
+
+def split_last_axis(x, shape):
+    """``x`` ``[..., prod(shape)]`` reshaped to ``[..., *shape]``."""
+    return reshape(x, tuple(_ops.shape(x)[:-1]) + tuple(shape))

@@ -66,6 +66,11 @@ def reshape(x, shape):
     return tf.reshape(x, shape)
 
 
+def split_last_axis(x, shape):
+    """``x`` ``[..., prod(shape)]`` reshaped to ``[..., *shape]``."""
+    return tf.reshape(x, tf.concat([tf.shape(x)[:-1], shape], 0))
+
+
 def stack(xs, axis=0):
     return tf.stack(xs, axis=axis)
 

@@ -171,7 +171,8 @@ def params_to_parts(params, event_size, num_components, covariance="full",
     _check_params_width(params, event_size, num_components, covariance)
     log_weights, loc, scale = layout.split_params(
         _tf_ops, params, event_size, num_components, covariance, diag_shift)
-    return MixtureParts(log_weights, loc, scale, diagonal=covariance != "full")
+    return MixtureParts(log_weights, loc, gaussian.dense(_tf_ops, scale),
+                        diagonal=covariance != "full")
 
 
 def mixture_from_params(params, event_size, num_components, covariance="full",

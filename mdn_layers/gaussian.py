@@ -7,13 +7,16 @@ first (:mod:`mdn_layers._keras_ops` inside ``model.fit`` on any backend,
 
 * ``log_weights`` ``[..., K]`` normalised log weights;
 * ``loc`` ``[..., K, D]`` component means;
-* ``scale`` ``[..., K, D, D]`` lower-triangular Cholesky factors with a positive diagonal
-  (``diagonal=False``), or ``[..., K, D]`` standard deviations (``diagonal=True``).
+* ``scale`` ``[..., K, D, D]`` lower-triangular Cholesky factors with a positive diagonal,
+  dense or as a :class:`mdn_layers.layout.PackedTril` (``diagonal=False``), or ``[..., K, D]``
+  standard deviations (``diagonal=True``).
 """
 
 import math
 
 import numpy as np
+
+from mdn_layers.layout import PackedTril, dense_tril
 
 # Up to this event size, triangular solves are unrolled into elementwise forward
 # substitution: a few dozen fused elementwise ops beat a batched solve kernel (and its
@@ -27,23 +30,36 @@ def constant(ops, value, like):
     return ops.cast(np.asarray(value), like.dtype)
 
 
+def dense(ops, scale):
+    """A Cholesky factor as a ``[..., D, D]`` matrix (dense input passes through)."""
+    return dense_tril(ops, scale) if isinstance(scale, PackedTril) else scale
+
+
 def solve_lower(ops, tril, rhs):
-    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular, ``z`` ``[..., D]``.
+    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular (dense or
+    :class:`PackedTril`), ``z`` ``[..., D]``.
 
     Small ``D`` runs as unrolled forward substitution,
     ``z_i = (rhs_i - sum_{j<i} L_ij z_j) / L_ii`` (batch axes broadcast); larger ``D`` as
     the namespace's batched triangular solve.
     """
-    event_size = tril.shape[-1]
+    packed = isinstance(tril, PackedTril)
+    event_size = tril.event_size if packed else tril.shape[-1]
     if event_size is not None and event_size <= UNROLL_MAX_EVENT_SIZE:
+        entry = tril.entry if packed else (lambda i, j: tril[..., i, j])
         z = []
         for i in range(event_size):
             total = rhs[..., i]
             for j in range(i):
-                total = total - tril[..., i, j] * z[j]
-            z.append(total / tril[..., i, i])
+                total = total - entry(i, j) * z[j]
+            z.append(total / entry(i, i))
         return ops.stack(z, axis=-1) if z else rhs
-    return ops.solve_lower_triangular(tril, rhs)
+    return ops.solve_lower_triangular(dense(ops, tril), rhs)
+
+
+def tril_diagonal(ops, tril):
+    """``[..., D]`` diagonal of a Cholesky factor (dense or packed)."""
+    return tril.diagonal if isinstance(tril, PackedTril) else ops.matrix_diagonal(tril)
 
 
 def gaussian_log_density(ops, z, log_det, num_dims):
@@ -60,7 +76,7 @@ def whiten(ops, scale, diagonal, residual):
     if diagonal:
         return residual / scale, ops.sum(ops.log(scale), axis=-1)
     return (solve_lower(ops, scale, residual),
-            ops.sum(ops.log(ops.matrix_diagonal(scale)), axis=-1))
+            ops.sum(ops.log(tril_diagonal(ops, scale)), axis=-1))
 
 
 def component_log_prob(ops, loc, scale, diagonal, values):
@@ -95,6 +111,7 @@ def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
         # residual: the joint density then factorises into the observed marginal
         # times N(0 | 0, 1) per missing dim, and the latter's log(1) = 0 determinant
         # and zero residual drop out, leaving only its 2*pi constant (not counted).
+        scale = dense(ops, scale)
         covariance = ops.matmul(scale, ops.swapaxes(scale, -1, -2))
         covariance = covariance * ops.expand_dims(mask, -1) * ops.expand_dims(mask, -2)
         # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
@@ -111,7 +128,7 @@ def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
 
 def marginal_stddev(ops, scale, diagonal):
     """``[..., K, D]`` standard deviation of each dim under each component."""
-    return scale if diagonal else ops.sqrt(ops.sum(ops.square(scale), axis=-1))
+    return scale if diagonal else ops.sqrt(ops.sum(ops.square(dense(ops, scale)), axis=-1))
 
 
 def marginal_cdf(ops, log_weights, loc, stddev, values):
@@ -195,7 +212,7 @@ def draw(ops, log_weights, loc, scale, diagonal, uniform, noise, temperature,
     noise = noise * math.sqrt(sigma_temperature)
     if diagonal:
         return draws + ops.matmul(chosen, scale) * noise
-    flat_scale = ops.reshape(scale, (-1, num_components, event_size * event_size))
+    flat_scale = ops.reshape(dense(ops, scale), (-1, num_components, event_size * event_size))
     chosen_scale = ops.reshape(ops.matmul(chosen, flat_scale),
                                (-1, uniform.shape[1], event_size, event_size))
     return draws + ops.sum(chosen_scale * ops.expand_dims(noise, -2), axis=-1)

@@ -17,7 +17,7 @@ and each component block is ``D`` means followed by its scale entries:
 * ``"diag"``: ``D`` entries, standard deviations ``softplus(x) + diag_shift``;
 * ``"spherical"``: one entry, a standard deviation shared by all ``D`` dims.
 
-Splitting is one elementwise map and one gather per part with static index maps, so it
+Splitting is slices, one reshape and elementwise maps with static index maps, so it
 compiles under XLA with a dynamic batch size (the gradients of ``FillScaleTriL``'s
 ``matrix_set_diag`` build dynamically shaped zeros, which XLA rejects) and runs unchanged
 on every Keras backend.
@@ -64,17 +64,20 @@ def tril_fill_indices(event_size):
 
 
 class IndexMaps(NamedTuple):
-    """Static positions of each part inside a params vector of width ``P``.
+    """Static positions inside a params vector of width ``P`` and inside one component block.
 
     Attributes:
-      loc: ``[K, D]`` positions of the means.
-      scale: ``[K, D, D]`` (full; ``P`` marks an upper-triangle zero) or ``[K, D]``
-        positions of the scale entries (spherical repeats its one entry ``D`` times).
+      loc: ``[K, D]`` positions of the means in the params vector.
       positive: ``[P]`` bool, the entries mapped by ``softplus(x) + diag_shift``.
+      diagonal: ``[D]`` positions of the scale diagonal among a component's scale entries
+        (spherical: ``D`` times its one entry).
+      dense: full only: ``[D, D]`` positions in ``concat([entries, diagonal, 0])`` (length
+        ``S + D + 1``) that fill the Cholesky factor.
     """
     loc: np.ndarray
-    scale: np.ndarray
     positive: np.ndarray
+    diagonal: np.ndarray
+    dense: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,39 +87,70 @@ def index_maps(event_size, num_components, covariance):
     block = event_size + num_scale
     starts = num_components + block * np.arange(num_components)  # [K]
     loc = starts[:, None] + np.arange(event_size)[None, :]
-    scale_starts = starts + event_size
     if covariance == "full":
         fill = tril_fill_indices(event_size)
-        size = params_size(event_size, num_components, covariance)
-        scale = np.where(fill < num_scale, scale_starts[:, None, None] + fill, size)
-        on_diagonal = scale_starts[:, None] + np.diag(fill)[None, :]
+        diagonal = np.diag(fill)
+        rows, columns = np.indices((event_size, event_size))
+        dense = np.where(rows > columns, fill,
+                         np.where(rows == columns, num_scale + rows, num_scale + event_size))
     else:
-        columns = np.arange(event_size) if covariance == "diag" else np.zeros(event_size, int)
-        scale = scale_starts[:, None] + columns[None, :]
-        on_diagonal = scale
+        diagonal = np.arange(event_size) if covariance == "diag" else np.zeros(event_size, int)
+        dense = None
     positive = np.zeros(params_size(event_size, num_components, covariance), bool)
-    positive[on_diagonal.ravel()] = True
-    return IndexMaps(loc, scale, positive)
+    positive[(starts[:, None] + event_size + diagonal[None, :]).ravel()] = True
+    return IndexMaps(loc, positive, diagonal, dense)
+
+
+class PackedTril(NamedTuple):
+    """Lower-triangular Cholesky factors ``[..., D, D]`` kept as the layout stores them.
+
+    ``L_ii = diagonal[..., i]`` (positive) and ``L_ij = entries[..., fill[i, j]]`` below the
+    diagonal (``fill`` = :func:`tril_fill_indices`; the diagonal positions of ``entries``
+    are unused). The training loss reads the entries directly, which is several times
+    faster than gathering a dense matrix; :func:`dense_tril` gives the matrix.
+    """
+    diagonal: object
+    entries: object
+
+    @property
+    def event_size(self):
+        return self.diagonal.shape[-1]
+
+    def entry(self, i, j):
+        """``[...]`` the factor's entry ``(i, j)``, ``i >= j``."""
+        if i == j:
+            return self.diagonal[..., i]
+        return self.entries[..., tril_fill_indices(self.event_size)[i, j]]
+
+
+def dense_tril(ops, packed):
+    """``[..., D, D]`` matrix of a :class:`PackedTril` (one gather)."""
+    maps_dense = index_maps(packed.event_size, 1, "full").dense
+    stacked = ops.concatenate([packed.entries, packed.diagonal,
+                               ops.zeros_like(packed.diagonal[..., :1])], axis=-1)
+    return ops.take(stacked, maps_dense, axis=-1)
 
 
 def split_params(ops, params, event_size, num_components, covariance,
                  diag_shift=DEFAULT_DIAG_SHIFT):
     """Params ``[..., P]`` -> ``(log_weights [..., K], loc [..., K, D], scale)``.
 
-    ``scale`` is ``[..., K, D, D]`` lower-triangular Cholesky factors for ``"full"``, else
+    ``scale`` is a :class:`PackedTril` of ``[..., K]`` Cholesky factors for ``"full"``, else
     ``[..., K, D]`` standard deviations. ``params`` must be a float tensor of ``ops`` whose
-    last axis has size ``params_size(...)`` (callers check).
+    last axis has size ``params_size(...)`` (callers check). Slices and one reshape: no
+    gather, so the gradient is cheap on every backend.
     """
     maps = index_maps(event_size, num_components, covariance)
     log_weights = ops.log_softmax(params[..., :num_components], axis=-1)
-    loc = ops.take(params, maps.loc, axis=-1)
+    blocks = ops.split_last_axis(
+        params[..., num_components:],
+        (num_components, event_size + scale_params_size(event_size, covariance)))
+    loc, entries = blocks[..., :event_size], blocks[..., event_size:]
+    diagonal = entries if covariance == "diag" else ops.take(entries, maps.diagonal, axis=-1)
+    diagonal = ops.softplus(diagonal) + diag_shift
     if covariance == "full":
-        entries = ops.where(maps.positive, ops.softplus(params) + diag_shift, params)
-        padded = ops.concatenate([entries, ops.zeros_like(params[..., :1])], axis=-1)
-        scale = ops.take(padded, maps.scale, axis=-1)
-    else:
-        scale = ops.softplus(ops.take(params, maps.scale, axis=-1)) + diag_shift
-    return log_weights, loc, scale
+        return log_weights, loc, PackedTril(diagonal, entries)
+    return log_weights, loc, diagonal
 
 
 def _inverse_positive_scale(scale, diag_shift):

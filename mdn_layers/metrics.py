@@ -113,6 +113,7 @@ class EnergyScore(_MixtureMetric):
 
     def score(self, parts, y_true, filled, observed):
         log_weights, loc, scale = parts
+        scale = gaussian.dense(_keras_ops, scale)
         batch_shape = ops.shape(log_weights)[:-1]
         component_axes = tuple(scale.shape[len(batch_shape):])  # (K, D) or (K, D, D)
         flat = (ops.reshape(log_weights, (-1, self.num_components)),

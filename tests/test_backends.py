@@ -324,3 +324,27 @@ def test_torch_backend_trains_saves_and_crosses_to_tensorflow_subprocess(tmp_pat
     for kind in KINDS:
         np.testing.assert_allclose(loaded["predictions"][kind], saved["predictions"][kind],
                                    rtol=1e-5, atol=1e-6)
+
+
+FLOAT64_ON_JAX = textwrap.dedent("""
+    import json
+    import keras, numpy as np
+    import mdn_layers
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 1)), rng.normal(size=(64, 2))
+    head = mdn_layers.MixtureDensity(2, 3, dtype="float64")
+    model = keras.Sequential([keras.Input((1,), dtype="float64"), head])
+    model.compile("adam", loss=mdn_layers.MixtureNLL.for_layer(head), jit_compile=True)
+    history = model.fit(x, y, epochs=2, verbose=0).history["loss"]
+    params = model(x)
+    loss = model.loss
+    print(json.dumps({"params": str(params.dtype), "loss": str(loss(y, params).dtype),
+                      "resolves": bool(loss(y, params * (1 + 1e-10)) != loss(y, params)),
+                      "finite": bool(np.all(np.isfinite(history)))}))
+""")
+
+
+def test_jax_float64_with_x64_enabled_subprocess():
+    result = run_python(FLOAT64_ON_JAX, env={"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1"})
+    assert result == {"params": "float64", "loss": "float64", "resolves": True, "finite": True}
