@@ -29,12 +29,15 @@ class MixtureParts(NamedTuple):
       single: whether the parts came from one multivariate normal (``K == 1``)
         rather than a mixture; :func:`build_distribution` then gives back a
         multivariate normal.
+      scalar: whether the distribution has a scalar event (mixtures of ``tfd.Normal``);
+        the parts then hold ``D = 1`` and results drop the event axis again.
     """
     log_weights: tf.Tensor
     loc: tf.Tensor
     scale: tf.Tensor
     diagonal: bool
     single: bool = False
+    scalar: bool = False
 
     @property
     def event_size(self):
@@ -60,14 +63,36 @@ class MixtureParts(NamedTuple):
 
 def unwrap(dist):
     """Returns the distribution behind a ``tfp.layers`` tensor-coercible output."""
-    while "tensor_distribution" in vars(dist):
+    while "tensor_distribution" in getattr(dist, "__dict__", {}):
         dist = vars(dist)["tensor_distribution"]
     return dist
 
 
+def _is(dist, name):
+    """Whether ``dist`` is a ``tfd.<name>``, or TFP's private base of it (``_<name>``), as
+    ``tfp.layers`` builds them."""
+    return any(cls.__name__.lstrip("_") == name for cls in type(dist).__mro__)
+
+
+_EXPECTED = ("Expected a Gaussian mixture: tfd.MixtureSameFamily of multivariate normals "
+             "(tfd.MultivariateNormalTriL / Diag / FullCovariance, tfd.Independent(tfd.Normal)) "
+             "or of tfd.Normal, a tfd.Mixture of such components, a single multivariate "
+             "normal, or a tfp.layers output")
+
+
 def _normal_parts(dist):
+    """(loc ``[..., D]``, scale, diagonal, scalar) of a (multivariate) normal."""
+    dist = unwrap(dist)
+    if _is(dist, "Normal"):
+        loc = dist.mean()[..., tf.newaxis]
+        return loc, tf.broadcast_to(dist.stddev()[..., tf.newaxis], tf.shape(loc)), True, True
+    loc, scale, diagonal = _multivariate_normal_parts(dist)
+    return loc, scale, diagonal, False
+
+
+def _multivariate_normal_parts(dist):
     """(loc ``[..., D]``, scale, diagonal) of a multivariate normal."""
-    if isinstance(dist, tfd.MultivariateNormalLinearOperator):
+    if _is(dist, "MultivariateNormalLinearOperator"):
         loc = dist.mean()
         operator = dist.scale
         if isinstance(operator, tf.linalg.LinearOperatorDiag):
@@ -84,14 +109,11 @@ def _normal_parts(dist):
         else:
             scale = tf.linalg.cholesky(tf.matmul(scale, scale, transpose_b=True))
         return loc, scale, False
-    if (isinstance(dist, tfd.Independent) and isinstance(dist.distribution, tfd.Normal)
+    if (_is(dist, "Independent") and _is(unwrap(dist.distribution), "Normal")
             and dist.reinterpreted_batch_ndims == 1):
         loc = dist.mean()
         return loc, tf.broadcast_to(dist.distribution.stddev(), tf.shape(loc)), True
-    raise TypeError(
-        "Expected a tfd.MixtureSameFamily of multivariate normals or a single "
-        "multivariate normal (tfd.MultivariateNormalTriL / Diag / FullCovariance, or "
-        f"tfd.Independent(tfd.Normal)); received {type(dist).__name__}.")
+    raise TypeError(f"{_EXPECTED}; received {type(dist).__name__}.")
 
 
 def mixture_parts(dist):
@@ -109,13 +131,23 @@ def mixture_parts(dist):
       ValueError: the event size is not statically known.
     """
     dist = unwrap(dist)
-    if isinstance(dist, tfd.MixtureSameFamily):
-        loc, scale, diagonal = _normal_parts(dist.components_distribution)
-        logits = dist.mixture_distribution.logits_parameter()
+    single = False
+    if _is(dist, "MixtureSameFamily"):
+        loc, scale, diagonal, scalar = _normal_parts(dist.components_distribution)
+        logits = unwrap(dist.mixture_distribution).logits_parameter()
         logits = tf.broadcast_to(logits, tf.shape(loc)[:-1])
-        single = False
+    elif _is(dist, "Mixture"):
+        read = [_normal_parts(component) for component in dist.components]
+        if len({(r[2], r[3]) for r in read}) != 1:
+            raise TypeError(f"{_EXPECTED}; received a tfd.Mixture whose components differ "
+                            "in kind (mix diagonal and full, or scalar and vector, events).")
+        loc = tf.stack([r[0] for r in read], axis=-2)
+        scale = tf.stack([r[1] for r in read], axis=-2 if read[0][2] else -3)
+        diagonal, scalar = read[0][2], read[0][3]
+        logits = tf.broadcast_to(unwrap(dist.cat).logits_parameter(), tf.shape(loc)[:-1])
     else:
-        loc, scale, diagonal = _normal_parts(dist)
+        loc, scale, diagonal, scalar = _normal_parts(dist)
+        single = not scalar  # a lone tfd.Normal is read as a one-component mixture
         loc = loc[..., tf.newaxis, :]
         scale = scale[..., tf.newaxis, :] if diagonal else scale[..., tf.newaxis, :, :]
         logits = tf.zeros(tf.shape(loc)[:-1], dtype=loc.dtype)
@@ -124,7 +156,37 @@ def mixture_parts(dist):
         raise ValueError("The distribution's event size must be known statically; "
                          f"received event shape {dist.event_shape}.")
     log_weights = tf.math.log_softmax(tf.cast(logits, loc.dtype), axis=-1)
-    return MixtureParts(log_weights, loc, scale, diagonal, single)
+    return MixtureParts(log_weights, loc, scale, diagonal, single, scalar)
+
+
+def check_values(parts, values, name="values"):
+    """``values`` as a ``[..., D]`` tensor of ``parts``' dtype, or a ``ValueError``.
+
+    A scalar-event mixture takes ``[...]`` values (an event axis is added). Leading axes
+    broadcast later, as in ``log_prob``; a last axis other than ``D`` is refused rather
+    than broadcast.
+    """
+    values = tf.cast(_tf_ops.to_tensor(values), parts.dtype)
+    if parts.scalar:
+        values = values[..., tf.newaxis]
+    if values.shape.rank == 0 or values.shape[-1] not in (None, parts.event_size):
+        expected = "shape [...] (scalar events)" if parts.scalar else (
+            f"a last axis of size {parts.event_size} (the event size)")
+        raise ValueError(f"`{name}` must have {expected}; received shape "
+                         f"{values.shape[:-1] if parts.scalar else values.shape}.")
+    return values
+
+
+def event_result(parts, result):
+    """Drops the event axis of ``[..., D]`` results again for a scalar-event mixture."""
+    return result[..., 0] if parts.scalar else result
+
+
+def require_vector_event(parts, what):
+    """Raises a ``ValueError`` for a scalar-event mixture, which ``what`` needs ``D >= 2`` for."""
+    if parts.scalar:
+        raise ValueError(f"{what} needs a multivariate event (D >= 2); received a mixture "
+                         "with a scalar event (tfd.Normal components).")
 
 
 def build_distribution(parts):
@@ -135,6 +197,9 @@ def build_distribution(parts):
     normal when ``parts.single``.
     """
     loc, scale = parts.loc, parts.scale
+    if parts.scalar:
+        components = tfd.Normal(loc[..., 0], scale[..., 0])
+        return tfd.MixtureSameFamily(tfd.Categorical(logits=parts.log_weights), components)
     if parts.single:
         loc, scale = loc[..., 0, :], (scale[..., 0, :] if parts.diagonal else scale[..., 0, :, :])
     if parts.diagonal:

@@ -17,7 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers import _tf_ops, _validation, gaussian
-from mdn_layers.components import MixtureParts, build_distribution, mixture_parts
+from mdn_layers.components import (MixtureParts, build_distribution, mixture_parts,
+                                   require_vector_event)
 
 _SINGULAR_MESSAGE = (
     "condition: the Cholesky factor of a component covariance is not finite; the "
@@ -98,6 +99,7 @@ def condition(dist, indices, values):
     >>> given = condition(mixture, indices=[2], values=y[:, 2:3])  # p(y0, y1 | y2)
     """
     parts = mixture_parts(dist)
+    require_vector_event(parts, "condition")
     observed = _validation.check_dimension_indices(indices, parts.event_size)
     if not observed:
         return dist
@@ -141,6 +143,7 @@ def marginalize(dist, indices):
     TensorShape([2])
     """
     parts = mixture_parts(dist)
+    require_vector_event(parts, "marginalize")
     kept = _validation.check_dimension_indices(indices, parts.event_size, allow_empty=False)
     loc = _gather_dims(parts.loc, kept)
     if parts.diagonal:
@@ -165,15 +168,21 @@ def rescale(dist, loc, scale):
 
     Args:
       dist: a mixture of multivariate normals or a single one, event shape ``[D]``.
-      loc: ``[D]`` (or broadcastable) shift.
-      scale: ``[D]`` positive per-dim scale.
+      loc: ``[D]`` shift, or a float for every dim.
+      scale: ``[D]`` positive per-dim scale, or a positive float for every dim.
     """
     parts = mixture_parts(dist)
-    loc = tf.cast(loc, parts.dtype)
-    scale = tf.cast(scale, parts.dtype)
+    scale_values = np.asarray(scale, dtype=np.float64)
+    if scale_values.ndim > 1 or not np.all(np.isfinite(scale_values) & (scale_values > 0)):
+        raise ValueError("`scale` must be a positive finite float or a 1-D array of them "
+                         f"(one per dim); received {scale!r}.")
+    size = [parts.event_size]
+    loc = tf.broadcast_to(tf.cast(loc, parts.dtype), size)
+    scale = tf.broadcast_to(tf.constant(scale_values, parts.dtype), size)
     if parts.diagonal:
         new_scale = parts.scale * scale
     else:
         new_scale = parts.scale * scale[..., :, tf.newaxis]  # diag(scale) @ L stays lower
     return build_distribution(MixtureParts(parts.log_weights, loc + scale * parts.loc,
-                                           new_scale, parts.diagonal, parts.single))
+                                           new_scale, parts.diagonal, parts.single,
+                                           parts.scalar))

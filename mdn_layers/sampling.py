@@ -15,16 +15,18 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mdn_layers import _tf_ops, _validation, gaussian
-from mdn_layers.components import mixture_parts
+from mdn_layers.components import event_result, mixture_parts
 
 
 def _sample_shape(sample_shape):
-    if isinstance(sample_shape, numbers.Integral):
-        sample_shape = (sample_shape,)
-    sample_shape = tuple(np.asarray(sample_shape, dtype=np.int64).reshape(-1).tolist())
-    if any(size < 0 for size in sample_shape):
-        raise ValueError(f"`sample_shape` must hold non-negative ints; received {sample_shape}.")
-    return sample_shape
+    """``sample_shape`` as a tuple of non-negative Python ints, or a ``ValueError``."""
+    sizes = (sample_shape,) if np.ndim(sample_shape) == 0 else tuple(np.ravel(sample_shape))
+    if sample_shape is None or not all(
+            isinstance(size, numbers.Integral) and not isinstance(size, (bool, np.bool_))
+            and size >= 0 for size in sizes):
+        raise ValueError("`sample_shape` must be a non-negative int or a sequence of them; "
+                         f"received {sample_shape!r}.")
+    return tuple(int(size) for size in sizes)
 
 
 def _stateless_seed(seed):
@@ -55,7 +57,8 @@ def sample(dist, sample_shape=(), temperature=1.0, sigma_temperature=1.0, seed=N
         ``None`` draws a fresh seed.
 
     Returns:
-      ``[*S, *B, D]`` samples in the distribution's dtype. Works in ``tf.function``.
+      ``[*S, *B, D]`` samples in the distribution's dtype (``[*S, *B]`` for a scalar-event
+      mixture of ``tfd.Normal``). Works in ``tf.function``.
 
     Example:
 
@@ -85,5 +88,5 @@ def sample(dist, sample_shape=(), temperature=1.0, sigma_temperature=1.0, seed=N
                           temperature, sigma_temperature)
     # [Bf, N, D] -> [N, Bf, D] -> [*S, *B, D]
     draws = tf.transpose(draws, [1, 0, 2])
-    return tf.reshape(draws, tf.concat([np.asarray(sample_shape, np.int32), batch_shape,
-                                        [event_size]], 0))
+    return event_result(parts, tf.reshape(draws, tf.concat(
+        [np.asarray(sample_shape, np.int32), batch_shape, [event_size]], 0)))

@@ -9,12 +9,14 @@ import tensorflow as tf
 
 from mdn_layers import _tf_ops, _validation, gaussian
 from mdn_layers.sampling import sample
+from mdn_layers.components import check_values, event_result, log_prob, mixture_parts
 from mdn_layers.summaries import _marginal_parts, cdf, quantile
 
 
 def nll(dist, values):
     """``[*B']`` negative log-likelihood in nats."""
-    return -dist.log_prob(values)
+    parts = mixture_parts(dist)
+    return -log_prob(parts, check_values(parts, values))
 
 
 def crps(dist, values):
@@ -24,8 +26,9 @@ def crps(dist, values):
     ``CRPS = sum_k w_k A(y - m_k, s2_k) - 1/2 sum_jk w_j w_k A(m_j - m_k, s2_j + s2_k)``
     with ``A(mu, s2) = E|X|`` for ``X ~ N(mu, s2)``.
     """
-    log_weights, loc, stddev = _marginal_parts(dist)
-    return gaussian.marginal_crps(_tf_ops, log_weights, loc, stddev, tf.cast(values, loc.dtype))
+    parts = mixture_parts(dist)
+    return event_result(parts, gaussian.marginal_crps(_tf_ops, *_marginal_parts(parts),
+                                                      check_values(parts, values)))
 
 
 def energy_score(dist, values, num_samples=200, seed=0):
@@ -35,8 +38,11 @@ def energy_score(dist, values, num_samples=200, seed=0):
     For ``D = 1`` it estimates the CRPS.
     """
     num_samples = _validation.check_positive_int(num_samples, "num_samples")
+    parts = mixture_parts(dist)
+    values = check_values(parts, values)
     draws = sample(dist, 2 * num_samples, seed=seed)  # [2N, *B, D]
-    values = tf.cast(values, draws.dtype)
+    if parts.scalar:
+        draws = draws[..., tf.newaxis]
     extra_batch_rank = values.shape.rank - draws.shape.rank + 1
     if extra_batch_rank > 0:  # values carry more batch axes than dist: broadcast draws
         draws = tf.reshape(draws, tf.concat(
@@ -66,7 +72,9 @@ def coverage(dist, values, levels=(0.5, 0.9)):
         raise ValueError(f"`levels` must lie in (0, 1); received {levels.tolist()}.")
     # All interval bounds in one bisection: [2L, *B, D], lower bounds first.
     bounds = quantile(dist, np.concatenate([(1 - levels) / 2, (1 + levels) / 2]))
+    parts = mixture_parts(dist)
+    values = event_result(parts, check_values(parts, values))
     lower, upper = bounds[:len(levels)], bounds[len(levels):]
-    values = tf.cast(values, bounds.dtype)
     inside = tf.cast(tf.logical_and(values >= lower, values <= upper), bounds.dtype)
-    return tf.reduce_mean(inside, axis=list(range(1, inside.shape.rank - 1)))
+    event_axes = 0 if parts.scalar else 1
+    return tf.reduce_mean(inside, axis=list(range(1, inside.shape.rank - event_axes)))

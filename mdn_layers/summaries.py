@@ -1,20 +1,23 @@
 """Summaries of predicted mixtures: moments, mode, quantiles, intervals, responsibilities.
 
-All functions take a mixture of multivariate normals (or a single one) with batch shape
-``B`` and event shape ``[D]``, work batched, and return tensors in its dtype.
+All functions take a Gaussian mixture (or a single normal) with batch shape ``B`` and event
+shape ``[D]``, work batched, and return tensors in its dtype. For a scalar-event mixture of
+``tfd.Normal`` the ``D`` axis is absent from values and results alike.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers import _tf_ops, gaussian
-from mdn_layers.components import MixtureParts, component_log_prob, mixture_parts
+from mdn_layers import _tf_ops, _validation, gaussian
+from mdn_layers.components import (MixtureParts, check_values, component_log_prob, event_result,
+                                   mixture_parts)
 
 
 def mean(dist):
     """``[*B, D]`` mixture mean ``sum_k w_k mu_k``."""
     parts = mixture_parts(dist)
-    return tf.einsum("...k,...kd->...d", tf.exp(parts.log_weights), parts.loc)
+    return event_result(parts, tf.einsum("...k,...kd->...d", tf.exp(parts.log_weights),
+                                         parts.loc))
 
 
 def covariance(dist):
@@ -24,7 +27,7 @@ def covariance(dist):
     """
     parts = mixture_parts(dist)
     weights = tf.exp(parts.log_weights)
-    centred = parts.loc - mean(dist)[..., tf.newaxis, :]
+    centred = parts.loc - tf.einsum("...k,...kd->...d", weights, parts.loc)[..., tf.newaxis, :]
     spread = centred[..., :, tf.newaxis] * centred[..., tf.newaxis, :]
     return tf.einsum("...k,...kij->...ij", weights, parts.covariance() + spread)
 
@@ -52,6 +55,8 @@ def mode(dist, max_iterations=200, tolerance=1e-7):
       max_iterations: iteration cap.
       tolerance: stop when no point moves more than this (max-norm, in target units).
     """
+    max_iterations = _validation.check_positive_int(max_iterations, "max_iterations")
+    tolerance = _validation.check_nonnegative_float(tolerance, "tolerance")
     parts = mixture_parts(dist)
     identity = tf.eye(parts.event_size, dtype=parts.dtype)
     precision = tf.linalg.cholesky_solve(
@@ -77,20 +82,20 @@ def mode(dist, max_iterations=200, tolerance=1e-7):
         not_done, body, (tf.constant(0), start, tf.constant(np.inf, parts.dtype)))
     log_density = tf.reduce_logsumexp(_component_log_density(parts, points), axis=-1)
     best = tf.argmax(log_density, axis=-1, output_type=tf.int32)
-    return tf.gather(points, best, batch_dims=len(best.shape))
+    return event_result(parts, tf.gather(points, best, batch_dims=len(best.shape)))
 
 
-def _marginal_parts(dist):
+def _marginal_parts(parts):
     """Log weights ``[*B, K]``, means and standard deviations ``[*B, K, D]`` of each dim."""
-    parts = mixture_parts(dist)
     return (parts.log_weights, parts.loc,
             gaussian.marginal_stddev(_tf_ops, parts.scale, parts.diagonal))
 
 
 def cdf(dist, values):
     """``[*B', D]`` marginal CDF of each dim at ``values`` ``[..., D]`` (broadcast with ``B``)."""
-    log_weights, loc, stddev = _marginal_parts(dist)
-    return gaussian.marginal_cdf(_tf_ops, log_weights, loc, stddev, tf.cast(values, loc.dtype))
+    parts = mixture_parts(dist)
+    return event_result(parts, gaussian.marginal_cdf(_tf_ops, *_marginal_parts(parts),
+                                                     check_values(parts, values)))
 
 
 def quantile(dist, probs, num_iterations=80):
@@ -103,19 +108,23 @@ def quantile(dist, probs, num_iterations=80):
     Returns:
       ``[*B, D]`` for a scalar ``probs``, else ``[Q, *B, D]``.
     """
-    probs_array = np.asarray(probs, dtype=np.float64)
+    try:
+        probs_array = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        probs_array = np.array(np.nan)
     if probs_array.ndim > 1 or np.any(~(probs_array > 0)) or np.any(~(probs_array < 1)):
         raise ValueError(f"`probs` must be a float or 1-D array in (0, 1); received {probs!r}.")
-    log_weights, loc, stddev = _marginal_parts(dist)
-    result = gaussian.marginal_quantiles(_tf_ops, log_weights, loc, stddev,
+    num_iterations = _validation.check_positive_int(num_iterations, "num_iterations")
+    parts = mixture_parts(dist)
+    result = gaussian.marginal_quantiles(_tf_ops, *_marginal_parts(parts),
                                          probs_array.reshape(-1), num_iterations)
+    result = event_result(parts, result)
     return result[0] if probs_array.ndim == 0 else result
 
 
 def central_interval(dist, level=0.9):
     """``(lower, upper)``, each ``[*B, D]``: the per-dim central interval holding ``level``."""
-    if not 0 < level < 1:
-        raise ValueError(f"`level` must be in (0, 1); received {level!r}.")
+    level = _validation.check_probability(level, "level")
     bounds = quantile(dist, [(1 - level) / 2, (1 + level) / 2])
     return bounds[0], bounds[1]
 
@@ -123,7 +132,7 @@ def central_interval(dist, level=0.9):
 def responsibilities(dist, values):
     """``[*B', K]`` posterior component probabilities ``p(k | y)`` for ``values`` ``[..., D]``."""
     parts = mixture_parts(dist)
-    values = tf.cast(values, parts.dtype)
+    values = check_values(parts, values)
     return tf.nn.softmax(_component_log_density(parts, values[..., tf.newaxis, :])[..., 0, :],
                          axis=-1)
 

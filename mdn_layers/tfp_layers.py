@@ -160,7 +160,17 @@ def negative_log_likelihood(y_true, distribution):
                         "distribution (a tfp_layers.MixtureDistribution output); received "
                         f"{type(distribution).__name__}. For a Keras 3 params model use "
                         "mdn_layers.MixtureNLL.")
-    return -distribution.log_prob(tf.cast(y_true, distribution.dtype))
+    y_true = tf.cast(y_true, distribution.dtype)
+    event_shape = distribution.event_shape
+    if (event_shape.rank == 1 and y_true.shape.rank is not None
+            and (y_true.shape.rank == 0 or y_true.shape[-1] not in (None, event_shape[0]))):
+        raise ValueError(f"negative_log_likelihood: y_true last axis has size "
+                         f"{y_true.shape[-1] if y_true.shape.rank else 'none (scalar)'}, but "
+                         f"the distribution's event size is {event_shape[0]}; y_true shape "
+                         f"{y_true.shape}.")
+    y_true = _tf_ops.check_finite(y_true, "negative_log_likelihood: y_true contains NaN or "
+                                  "inf.")
+    return -distribution.log_prob(y_true)
 
 
 def predict_mixture(model, x, batch_size=None):
