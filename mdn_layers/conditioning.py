@@ -66,6 +66,24 @@ def _permuted_cholesky(parts, order):
         return tf.identity(chol)
 
 
+def _posterior_log_weights(log_weights, z, log_det, num_observed):
+    """``[..., K]`` log responsibilities ``log w_k N(y_O | k) - log sum_j (...)``.
+
+    Far enough out (about 1e19 standard deviations in float32) ``|z|^2`` overflows and every
+    component's density is 0. The limit of the responsibilities is then the component(s)
+    with the smallest whitened distance (the slowest-decaying marginal), found from
+    residuals rescaled by their largest entry; ties keep weight times ``1 / |L|``.
+    """
+    posterior = log_weights + gaussian.gaussian_log_density(_tf_ops, z, log_det, num_observed)
+    all_lost = tf.reduce_all(tf.math.is_inf(posterior), axis=-1, keepdims=True)
+    largest = tf.reduce_max(tf.abs(z), axis=[-2, -1], keepdims=True)
+    rescaled = tf.reduce_sum(tf.square(z / tf.maximum(largest, tf.cast(1e-30, z.dtype))),
+                             axis=-1)
+    nearest = rescaled <= tf.reduce_min(rescaled, axis=-1, keepdims=True)
+    limit = tf.where(nearest, log_weights - log_det, tf.constant(-np.inf, z.dtype))
+    return tf.math.log_softmax(tf.where(all_lost, limit, posterior), axis=-1)
+
+
 def condition(dist, indices, values):
     """Distribution of the unobserved dims given the observed ones.
 
@@ -93,6 +111,10 @@ def condition(dist, indices, values):
       tf.errors.InvalidArgumentError: a component covariance is singular (eager
         and graph mode; under XLA the result is NaN instead).
 
+    Observations so far out that every component's density underflows (float32, about
+    1e19 standard deviations) get the limiting weights: all on the component(s) whose
+    observed marginal decays slowest.
+
     Example:
 
     >>> mixture = mixture_from_params(params, event_size=3, num_components=5)
@@ -119,8 +141,7 @@ def condition(dist, indices, values):
         loc = (_gather_dims(parts.loc, unobserved)
                + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
         scale = chol[..., num_observed:, num_observed:]
-    log_marginal = gaussian.gaussian_log_density(_tf_ops, z, log_det, num_observed)
-    log_weights = tf.math.log_softmax(parts.log_weights + log_marginal, axis=-1)
+    log_weights = _posterior_log_weights(parts.log_weights, z, log_det, num_observed)
     return build_distribution(
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
 

@@ -1,6 +1,9 @@
 """Matplotlib views of predicted mixtures. Headless-safe: nothing here calls ``plt.show()``.
 
-Every function draws on ``ax`` (a new figure's axes when ``None``) and returns the axes.
+Every function draws on ``ax`` and returns the axes. Without ``ax`` it makes a new figure:
+a pyplot figure under an interactive or notebook backend (so it shows inline), otherwise a
+plain ``matplotlib.figure.Figure`` that pyplot does not keep open (save it with
+``ax.figure.savefig``).
 """
 
 import numpy as np
@@ -10,11 +13,26 @@ from mdn_layers.components import mixture_parts
 from mdn_layers.conditioning import marginalize
 
 
+_NON_INTERACTIVE = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
+
+
 def _axes(ax):
     if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(6, 4.5))
+        import matplotlib
+        if matplotlib.get_backend().lower() in _NON_INTERACTIVE:
+            from matplotlib.figure import Figure
+            ax = Figure(figsize=(6, 4.5)).subplots()
+        else:
+            import matplotlib.pyplot as plt
+            _, ax = plt.subplots(figsize=(6, 4.5))
     return ax
+
+
+def _one_mixture(mixture, function):
+    if len(mixture.batch_shape) != 0:
+        raise ValueError(f"{function} draws one mixture (batch shape []); received batch "
+                         f"shape {list(mixture.batch_shape)}: index it first, e.g. "
+                         "mixture[0].")
 
 
 def _marginal_density(mixture, dim, values):
@@ -37,6 +55,10 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
       dim: which target dim to show (its marginal).
       x_data, y_data: optional ``[N]`` points to scatter on top.
     """
+    num_x = np.asarray(x_grid).reshape(-1).size
+    if list(mixture.batch_shape) != [num_x]:
+        raise ValueError("plot_conditional_density needs one mixture per x_grid point: batch "
+                         f"shape [{num_x}]; received batch shape {list(mixture.batch_shape)}.")
     ax = _axes(ax)
     density = _marginal_density(mixture, dim, y_grid)
     ax.pcolormesh(np.asarray(x_grid).ravel(), np.asarray(y_grid).ravel(), density,
@@ -51,6 +73,7 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
 
 def plot_density_1d(mixture, y_grid, dim=0, ax=None, **line_kwargs):
     """Density of target dim ``dim`` of one mixture (batch shape ``[]``) over ``y_grid``."""
+    _one_mixture(mixture, "plot_density_1d")
     ax = _axes(ax)
     ax.plot(np.ravel(y_grid), _marginal_density(mixture, dim, y_grid).ravel(), **line_kwargs)
     ax.set_xlabel(f"y[{dim}]")
@@ -72,6 +95,7 @@ def plot_mixture_2d(mixture, dims=(0, 1), data=None, ax=None, grid_size=120,
     """
     from matplotlib.patches import Ellipse
 
+    _one_mixture(mixture, "plot_mixture_2d")
     ax = _axes(ax)
     marginal = marginalize(mixture, list(dims))
     parts = mixture_parts(marginal)
@@ -104,11 +128,17 @@ def plot_mixture_2d(mixture, dims=(0, 1), data=None, ax=None, grid_size=120,
 
 
 def plot_samples(samples, data, dims=(0, 1), ax=None):
-    """Scatter of model samples against data, both ``[N, D]`` (``D >= 2``); 1-D: histograms."""
+    """Scatter of model samples against data, both ``[N, D]`` (``D >= 2``); 1-D: histograms.
+
+    ``[N]`` arrays are ``N`` one-dimensional points.
+    """
+    samples, data = (np.asarray(a, dtype=float) for a in (samples, data))
+    samples, data = (a.reshape(-1, 1) if a.ndim <= 1 else a.reshape(-1, a.shape[-1])
+                     for a in (samples, data))
+    if samples.shape[-1] != data.shape[-1]:
+        raise ValueError(f"plot_samples: samples have {samples.shape[-1]} dims but data "
+                         f"{data.shape[-1]}.")
     ax = _axes(ax)
-    samples, data = np.asarray(samples), np.asarray(data)
-    samples = samples.reshape(-1, samples.shape[-1])
-    data = data.reshape(-1, data.shape[-1])
     if samples.shape[-1] == 1:
         bins = np.histogram_bin_edges(np.concatenate([samples[:, 0], data[:, 0]]), bins=50)
         ax.hist(data[:, 0], bins=bins, density=True, alpha=0.5, label="data")

@@ -140,3 +140,36 @@ def test_predict_mixture_default_batch_is_large(rng):
     model.predict = spy
     mdn_layers.predict_mixture(model, rng.normal(size=(10, 3)).astype("float32"))
     assert seen == [1024]
+
+
+@pytest.mark.parametrize("value", [1e3, 1e20, -1e25])
+def test_float32_conditioning_far_out_gives_the_limit_not_nan(value):
+    # The second component's marginal of dim 0 is wider: it decays slowest.
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(probs=[0.9, 0.1]),
+        tfd.MultivariateNormalTriL(tf.zeros([2, 2]),
+                                   tf.constant([[[1.0, 0.0], [0.5, 1.0]],
+                                                [[3.0, 0.0], [0.5, 1.0]]])))
+    given = mdn_layers.condition(mixture, [0], tf.constant([[value]], tf.float32))
+    weights = tf.nn.softmax(given.mixture_distribution.logits_parameter()).numpy()
+    np.testing.assert_allclose(weights, [[0.0, 1.0]], atol=1e-6)
+    assert np.all(np.isfinite(given.mean().numpy()))
+
+
+def test_plots_refuse_batched_mixtures_and_read_1d_samples(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from mdn_layers import plotting
+    batched = mdn_layers.mixture_from_params(np.zeros((5, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match="one mixture"):
+        plotting.plot_mixture_2d(batched)
+    with pytest.raises(ValueError, match="one mixture"):
+        plotting.plot_density_1d(batched, np.linspace(-1, 1, 5))
+    with pytest.raises(ValueError, match="one mixture per x_grid point"):
+        plotting.plot_conditional_density(batched, np.linspace(0, 1, 4), np.linspace(-1, 1, 5))
+    ax = plotting.plot_samples(np.arange(10.0), np.arange(10.0) + 0.5)
+    assert len(ax.patches) > 2  # histograms of ten 1-D points, not one 10-D point
+    import matplotlib.pyplot as plt
+    before = len(plt.get_fignums())
+    plotting.plot_mixture_2d(batched[0])
+    assert len(plt.get_fignums()) == before  # not left open in pyplot's registry
