@@ -59,7 +59,7 @@ def test_mixture_parts_reads_every_normal_kind(rng):
 
 def test_mixture_parts_rejects_other_distributions():
     with pytest.raises(TypeError, match="MixtureSameFamily of multivariate normals"):
-        components.mixture_parts(tfd.Normal(0.0, 1.0))
+        components.mixture_parts(tfd.Gamma(1.0, 1.0))
     with pytest.raises(TypeError, match="Categorical"):
         components.mixture_parts(tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
                                                        tfd.Categorical(logits=[[0.0]] * 2)))

@@ -220,8 +220,10 @@ def test_marginalize_validation(rng):
         mdn_layers.marginalize(mixture, [])
     with pytest.raises(ValueError, match="out of range"):
         mdn_layers.marginalize(mixture, [5])
-    with pytest.raises(TypeError, match="MixtureSameFamily"):
+    with pytest.raises(ValueError, match="D >= 2"):
         mdn_layers.marginalize(tfd.Normal(0.0, 1.0), [0])
+    with pytest.raises(TypeError, match="MixtureSameFamily"):
+        mdn_layers.marginalize(tfd.Gamma(1.0, 1.0), [0])
 
 
 def test_singular_observed_block_raises_clear_error():

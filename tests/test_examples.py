@@ -15,8 +15,10 @@ def load(name):
     return module
 
 
-@pytest.mark.parametrize("name", ["quickstart", "sampling_and_calibration",
-                                  "tfp_distribution_output"])
+@pytest.mark.parametrize("name", [pytest.param("quickstart", marks=pytest.mark.backend_neutral),
+                                  "sampling_and_calibration",
+                                  "tfp_distribution_output", "bishop_inverse", "robot_arm",
+                                  "missing_targets"])
 def test_example_writes_png(tmp_path, name):
     output = tmp_path / f"{name}.png"
     load(name).main(epochs=2, output=str(output))
