@@ -11,24 +11,23 @@ import numpy as np
 COVARIANCE_KINDS = ("full", "diag", "spherical")
 
 
+def _check_int(value, name, minimum, kind):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be a {kind} int; received {value!r} "
+                         f"of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be a {kind} int (>= {minimum}); received {value!r}.")
+    return int(value)
+
+
 def check_positive_int(value, name):
     """Returns ``value`` as a Python int, or raises if it is not an int >= 1."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be a positive int; received {value!r} "
-                        f"of type {type(value).__name__}.")
-    if value < 1:
-        raise ValueError(f"`{name}` must be a positive int (>= 1); received {value!r}.")
-    return int(value)
+    return _check_int(value, name, 1, "positive")
 
 
 def check_nonnegative_int(value, name):
     """Returns ``value`` as a Python int, or raises if it is not an int >= 0."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be a non-negative int; received {value!r} "
-                         f"of type {type(value).__name__}.")
-    if value < 0:
-        raise ValueError(f"`{name}` must be a non-negative int (>= 0); received {value!r}.")
-    return int(value)
+    return _check_int(value, name, 0, "non-negative")
 
 
 def check_probability(value, name):
