@@ -288,6 +288,9 @@ class MixtureNLL(TargetsMixin, keras.losses.Loss):
         return config
 
 
+DEFAULT_PREDICT_BATCH_SIZE = 1024
+
+
 def _output_head(model):
     """The :class:`MixtureDensity` layer whose output is ``model``'s output, or None."""
     if isinstance(model, MixtureDensity):
@@ -358,9 +361,6 @@ def predict_mixture(model, x, batch_size=None):
                          f"{params.shape[-1]}, but its MixtureDensity layer "
                          f"'{head.name}' emits {head.num_params} params.")
     return head.mixture(params)
-
-
-DEFAULT_PREDICT_BATCH_SIZE = 1024
 
 
 def check_loss_matches(model, head):
