@@ -18,7 +18,8 @@ def load(name):
 @pytest.mark.parametrize("name", [pytest.param("quickstart", marks=pytest.mark.backend_neutral),
                                   "sampling_and_calibration",
                                   "tfp_distribution_output", "bishop_inverse", "robot_arm",
-                                  "missing_targets", "sequence_generation"])
+                                  "missing_targets", "sequence_generation",
+                                  "export_and_serve"])
 def test_example_writes_png(tmp_path, name):
     output = tmp_path / f"{name}.png"
     load(name).main(epochs=2, output=str(output))
