@@ -140,7 +140,8 @@ def main():
             runs[backend].append(run_backend(backend, config, args.timeout))
     print(f"D={args.event_size}, K={args.components}, batch {args.batch}, "
           f"{args.samples} samples/epoch, jit_compile={args.jit}\n")
-    print("| head | backend | device | samples/s (median of repeats) | range | loss first -> last |")
+    print("| head | backend | device | samples/s (median of repeats) | range "
+          "| loss first -> last |")
     print("|---|---|---|---:|---|---|")
     for backend, repeats in runs.items():
         for head in repeats[0]["results"]:

@@ -8,7 +8,8 @@ density given a scalar input is a mixture of two correlated Gaussians. We
 3. condition each predicted mixture on the observed ``y[1]`` to get ``p(y0 | x, y1)``,
 4. write ``quickstart.png``.
 
-Run: ``python examples/quickstart.py [--epochs N] [--output PATH]`` (about 30 s on 2 CPU cores).
+Run: ``python examples/quickstart.py [--epochs N] [--long] [--quiet] [--output PATH]``
+(about 30 s on 2 CPU cores).
 """
 
 import argparse
@@ -39,12 +40,13 @@ def build_model(decay_steps):
     return model
 
 
-def main(epochs, output):
+def main(epochs, output, quiet=False):
     keras.utils.set_random_seed(0)
     train = datasets.correlated_2d(6000, seed=0)
     test = datasets.correlated_2d(2000, seed=1)
     model = build_model(decay_steps=epochs * int(np.ceil(len(train.x) / 128)))
-    model.fit(train.x, train.y, epochs=epochs, batch_size=128, verbose=0)
+    model.fit(train.x, train.y, epochs=epochs, batch_size=128,
+              verbose=0 if quiet else "auto")
 
     predicted = mdn_layers.predict_mixture(model, test.x)
     nll = -float(np.mean(predicted.log_prob(test.y)))
@@ -88,6 +90,8 @@ def main(epochs, output):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--long", action="store_true", help="train 4x longer")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--output", default="quickstart.png")
     args = parser.parse_args()
-    main(args.epochs, args.output)
+    main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

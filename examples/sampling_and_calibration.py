@@ -8,7 +8,8 @@ Trains a 1-D-target MDN on ``datasets.bimodal_sine``, then
 * scores the held-out set (NLL, CRPS, energy score) and checks calibration (coverage, PIT),
 * writes ``sampling_and_calibration.png``.
 
-Run: ``python examples/sampling_and_calibration.py [--epochs N] [--output PATH]``.
+Run: ``python examples/sampling_and_calibration.py [--epochs N] [--long] [--quiet]
+[--output PATH]``.
 """
 
 import argparse
@@ -24,7 +25,7 @@ import mdn_layers  # noqa: E402
 from mdn_layers import datasets, metrics, plotting, scores  # noqa: E402
 
 
-def main(epochs, output):
+def main(epochs, output, quiet=False):
     keras.utils.set_random_seed(1)
     train, test = datasets.bimodal_sine(4000, seed=0), datasets.bimodal_sine(1500, seed=1)
     model = keras.Sequential([
@@ -38,7 +39,8 @@ def main(epochs, output):
     learning_rate = keras.optimizers.schedules.CosineDecay(5e-3, steps)
     model.compile(keras.optimizers.Adam(learning_rate), loss=mdn_layers.MixtureNLL(1, 4),
                   metrics=[metrics.CRPS(1, 4), metrics.IntervalCoverage(1, 4, level=0.9)])
-    model.fit(train.x, train.y, epochs=epochs, batch_size=128, verbose=0)
+    model.fit(train.x, train.y, epochs=epochs, batch_size=128,
+              verbose=0 if quiet else "auto")
 
     predicted = mdn_layers.predict_mixture(model, test.x)
     print(f"held-out NLL {np.mean(scores.nll(predicted, test.y)):.3f} nats "
@@ -79,6 +81,8 @@ def main(epochs, output):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--long", action="store_true", help="train 4x longer")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--output", default="sampling_and_calibration.png")
     args = parser.parse_args()
-    main(args.epochs, args.output)
+    main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

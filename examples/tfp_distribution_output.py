@@ -7,7 +7,7 @@ probabilistic models: the last layer is a ``DistributionLambda``
 ``safe_mode=True`` and no ``custom_objects``; ``model.predict`` gives the mixture mean, and
 ``mdn_layers.predict_mixture`` the mixtures themselves.
 
-Run: ``python examples/tfp_distribution_output.py [--epochs N] [--output PATH]``.
+Run: ``python examples/tfp_distribution_output.py [--epochs N] [--long] [--quiet] [--output PATH]``.
 """
 
 import argparse
@@ -27,7 +27,7 @@ from mdn_layers import datasets, plotting, tfp_layers  # noqa: E402
 EVENT_SIZE, NUM_COMPONENTS = 2, 4
 
 
-def main(epochs, output):
+def main(epochs, output, quiet=False):
     tf_keras.utils.set_random_seed(0)
     train = datasets.correlated_2d(6000, seed=0)
     test = datasets.correlated_2d(2000, seed=1)
@@ -42,7 +42,8 @@ def main(epochs, output):
     steps = epochs * int(np.ceil(len(train.x) / 128))
     model.compile(tf_keras.optimizers.Adam(tf_keras.optimizers.schedules.CosineDecay(5e-3, steps)),
                   loss=tfp_layers.negative_log_likelihood)
-    model.fit(train.x, train.y, epochs=epochs, batch_size=128, verbose=0)
+    model.fit(train.x, train.y, epochs=epochs, batch_size=128,
+              verbose=0 if quiet else "auto")
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "mdn.keras")
@@ -73,6 +74,8 @@ def main(epochs, output):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--long", action="store_true", help="train 4x longer")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--output", default="tfp_distribution_output.png")
     args = parser.parse_args()
-    main(args.epochs, args.output)
+    main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

@@ -1,9 +1,11 @@
 """Gaussian mixtures as TensorFlow tensors: read them from, and build them as, TFP distributions.
 
-The analysis path (TensorFlow + TFP). Every analysis routine (conditioning, sampling, summaries, scores) works on
-:class:`MixtureParts`, so it accepts any ``tfd.MixtureSameFamily`` of
-multivariate normals (full, diagonal or spherical), a single multivariate
-normal, or the tensor-coercible wrapper that ``tfp.layers`` layers return.
+The analysis path (TensorFlow + TFP). Every analysis routine (conditioning, sampling,
+summaries, scores) works on :class:`MixtureParts`, so it accepts any Gaussian mixture TFP
+expresses: ``tfd.MixtureSameFamily`` of multivariate normals (full, diagonal, spherical,
+``Independent(Normal)``) or of ``tfd.Normal``, ``tfd.Mixture`` of such components, a single
+multivariate normal, and the private classes and tensor-coercible wrappers that
+``tfp.layers`` layers return.
 """
 
 from typing import NamedTuple

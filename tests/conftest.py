@@ -34,7 +34,8 @@ def _float64_available():
 tensorflow_backend_only = pytest.mark.skipif(
     BACKEND != "tensorflow", reason="TensorFlow-backend behaviour (graph assertions, tf.function)")
 requires_float64 = pytest.mark.skipif(
-    not _float64_available(), reason="float64 end to end: JAX needs JAX_ENABLE_X64; Keras reduces torch losses in float32")
+    not _float64_available(),
+    reason="float64 end to end: JAX needs JAX_ENABLE_X64; Keras reduces torch losses in float32")
 
 
 def run_python(script, env=None, timeout=600):

@@ -70,7 +70,8 @@ def test_compiled_fit_with_partial_last_batch_trains(rng, covariance):
     model, head = mdn_model(2, 3, covariance)
     model.compile(keras.optimizers.Adam(0.01), loss=mdn_layers.MixtureNLL.for_layer(head),
                   jit_compile=JIT or "auto")
-    history = model.fit(x, y, batch_size=300, epochs=6, verbose=0).history["loss"]  # 300+300+300+100
+    # 1000 rows in batches of 300: the last batch has 100.
+    history = model.fit(x, y, batch_size=300, epochs=6, verbose=0).history["loss"]
     assert np.all(np.isfinite(history)) and history[-1] < history[0] - 0.2, history
     evaluated = model.evaluate(x, y, batch_size=300, verbose=0)
     params = model.predict(x, batch_size=300, verbose=0)
