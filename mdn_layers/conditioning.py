@@ -117,8 +117,13 @@ def condition(dist, indices, values):
 
     Example:
 
+    >>> import numpy as np
+    >>> from mdn_layers import mixture_from_params, params_size
+    >>> params = np.zeros([4, params_size(3, 5)], "float32")
     >>> mixture = mixture_from_params(params, event_size=3, num_components=5)
-    >>> given = condition(mixture, indices=[2], values=y[:, 2:3])  # p(y0, y1 | y2)
+    >>> given = condition(mixture, indices=[2], values=np.ones([4, 1]))  # p(y0, y1 | y2)
+    >>> given.batch_shape, given.event_shape
+    (TensorShape([4]), TensorShape([2]))
     """
     parts = mixture_parts(dist)
     require_vector_event(parts, "condition")
@@ -160,6 +165,9 @@ def marginalize(dist, indices):
 
     Example:
 
+    >>> import numpy as np
+    >>> from mdn_layers import mixture_from_params, params_size
+    >>> mixture = mixture_from_params(np.zeros([4, params_size(3, 5)], "float32"), 3, 5)
     >>> marginalize(mixture, [2, 0]).event_shape
     TensorShape([2])
     """

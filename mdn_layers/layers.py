@@ -336,9 +336,11 @@ def predict_mixture(model, x, batch_size=None):
 
     Example:
 
-    >>> mixture = predict_mixture(model, x_test)
-    >>> mixture.mean().shape
-    TensorShape([N, D])
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((1,)), MixtureDensity(2, 3)])
+    >>> mixture = predict_mixture(model, np.zeros((5, 1), "float32"))
+    >>> mixture.batch_shape, mixture.event_shape
+    (TensorShape([5]), TensorShape([2]))
     """
     if batch_size is None:
         batch_size = DEFAULT_PREDICT_BATCH_SIZE

@@ -25,6 +25,13 @@ def crps(dist, values):
     For weights ``w``, means ``m`` and variances ``s2`` of one dim (Grimit et al., 2006):
     ``CRPS = sum_k w_k A(y - m_k, s2_k) - 1/2 sum_jk w_j w_k A(m_j - m_k, s2_j + s2_k)``
     with ``A(mu, s2) = E|X|`` for ``X ~ N(mu, s2)``.
+
+    Example (a standard normal at 0: ``CRPS = (sqrt(2) - 1) / sqrt(pi)``):
+
+    >>> import tensorflow_probability as tfp
+    >>> normal = tfp.distributions.MultivariateNormalDiag([0.0], [1.0])
+    >>> round(float(crps(normal, [0.0])[0]), 4)
+    0.2337
     """
     parts = mixture_parts(dist)
     return event_result(parts, gaussian.marginal_crps(_tf_ops, *_marginal_parts(parts),

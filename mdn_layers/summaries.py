@@ -54,6 +54,16 @@ def mode(dist, max_iterations=200, tolerance=1e-7):
     Args:
       max_iterations: iteration cap.
       tolerance: stop when no point moves more than this (max-norm, in target units).
+
+    Example:
+
+    >>> import tensorflow_probability as tfp
+    >>> tfd = tfp.distributions
+    >>> mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=[0.3, 0.7]),
+    ...                                 tfd.MultivariateNormalDiag([[0.0, 0.0], [4.0, 1.0]],
+    ...                                                            [[1.0, 1.0], [1.0, 1.0]]))
+    >>> mode(mixture).numpy().round(3)
+    array([4., 1.], dtype=float32)
     """
     max_iterations = _validation.check_positive_int(max_iterations, "max_iterations")
     tolerance = _validation.check_nonnegative_float(tolerance, "tolerance")
@@ -107,6 +117,17 @@ def quantile(dist, probs, num_iterations=80):
 
     Returns:
       ``[*B, D]`` for a scalar ``probs``, else ``[Q, *B, D]``.
+
+    Example:
+
+    >>> import tensorflow_probability as tfp
+    >>> tfd = tfp.distributions
+    >>> mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=[0.2, 0.3, 0.5]),
+    ...                                 tfd.Normal([10.0, 20.0, 30.0], [1.0, 2.0, 3.0]))
+    >>> round(float(quantile(mixture, 0.5)), 2)   # the median
+    23.74
+    >>> [round(float(bound), 2) for bound in central_interval(mixture, 0.9)]
+    [9.33, 33.84]
     """
     try:
         probs_array = np.asarray(probs, dtype=np.float64)
