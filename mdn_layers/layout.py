@@ -51,8 +51,11 @@ def params_size(event_size, num_components, covariance="full"):
     return num_components * (1 + event_size + scale_params_size(event_size, covariance))
 
 
+@functools.lru_cache(maxsize=None)
 def tril_fill_indices(event_size):
     """``[D, D]`` map from the ``D(D+1)/2`` tril entries (index ``D(D+1)/2`` = zero) to a matrix.
+
+    Cached: the unrolled solve reads it once per entry on every (eager) step.
 
     Reproduces ``tfp.math.fill_triangular(x, upper=False)``: the matrix is
     ``concat([x[D:], reverse(x)])`` reshaped to ``[D, D]``, upper triangle zeroed.
@@ -60,7 +63,9 @@ def tril_fill_indices(event_size):
     size = event_size * (event_size + 1) // 2
     order = np.concatenate([np.arange(event_size, size), np.arange(size)[::-1]])
     order = order.reshape(event_size, event_size)
-    return np.where(np.tril(np.ones_like(order)) > 0, order, size)
+    fill = np.where(np.tril(np.ones_like(order)) > 0, order, size)
+    fill.flags.writeable = False  # cached and shared: read-only
+    return fill
 
 
 class IndexMaps(NamedTuple):

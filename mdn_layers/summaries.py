@@ -13,11 +13,15 @@ from mdn_layers.components import (MixtureParts, check_values, component_log_pro
                                    mixture_parts)
 
 
+def _mixture_mean(parts):
+    """``[*B, D]`` mixture mean ``sum_k w_k mu_k`` of :class:`MixtureParts`."""
+    return tf.einsum("...k,...kd->...d", tf.exp(parts.log_weights), parts.loc)
+
+
 def mean(dist):
     """``[*B, D]`` mixture mean ``sum_k w_k mu_k``."""
     parts = mixture_parts(dist)
-    return event_result(parts, tf.einsum("...k,...kd->...d", tf.exp(parts.log_weights),
-                                         parts.loc))
+    return event_result(parts, _mixture_mean(parts))
 
 
 def covariance(dist):
@@ -27,7 +31,7 @@ def covariance(dist):
     """
     parts = mixture_parts(dist)
     weights = tf.exp(parts.log_weights)
-    centred = parts.loc - tf.einsum("...k,...kd->...d", weights, parts.loc)[..., tf.newaxis, :]
+    centred = parts.loc - _mixture_mean(parts)[..., tf.newaxis, :]
     spread = centred[..., :, tf.newaxis] * centred[..., tf.newaxis, :]
     return tf.einsum("...k,...kij->...ij", weights, parts.covariance() + spread)
 
