@@ -203,3 +203,34 @@ def test_subclassed_model_builds_the_layer_inside_fit(rng):
     x, y = rng.normal(size=(20, 1)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
     assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
     assert mdn_layers.predict_mixture(model, x).batch_shape == (20,)
+
+
+def _value_and_gradient(function, x):
+    """``function(x)`` and ``d sum(function(x)) / dx`` on the running Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        return function(x), jax.grad(lambda x: keras.ops.sum(function(x)))(x)
+    if backend == "torch":
+        import torch
+        x = torch.tensor(x, requires_grad=True)
+        value = function(x)
+        value.sum().backward()
+        return value.detach(), x.grad
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = function(x)
+    return value, tape.gradient(value, x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=requires_float64)])
+def test_training_softplus_and_its_gradient_against_closed_forms(dtype):
+    from mdn_layers import _keras_ops
+    x = np.array([-200.0, -40.0, -1.0, 0.0, 0.3, 29.99, 30.0, 30.01, 80.0, 1e4], dtype)
+    value, gradient = _value_and_gradient(_keras_ops.softplus, x)
+    rtol, atol = (1e-6, 1e-37) if dtype == "float32" else (1e-13, 1e-300)  # below: underflow
+    np.testing.assert_allclose(np.asarray(value), np.logaddexp(0.0, x.astype("float64")),
+                               rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.asarray(gradient), 1.0 / (1.0 + np.exp(-x.astype("float64"))),
+                               rtol=rtol, atol=atol)
