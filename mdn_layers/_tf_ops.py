@@ -58,6 +58,10 @@ def min(x, axis=None):  # noqa: A001
     return tf.reduce_min(x, axis=axis)
 
 
+def moveaxis(x, source, destination):
+    return tf.experimental.numpy.moveaxis(x, source, destination)
+
+
 def one_hot(indices, num_classes):
     return tf.one_hot(indices, num_classes)
 

@@ -51,19 +51,20 @@ def _broadcast_parts(log_weights, loc, scale, diagonal, single):
 
 
 def _permuted_cholesky(parts, order):
-    """Cholesky factors ``[..., K, D, D]`` of the covariances with dims in ``order``.
+    """Cholesky factors of the covariances with dims in ``order``: :class:`TrilSlabs` for
+    small ``D``, else ``[..., K, D, D]``.
 
     Raises (outside XLA) if a factor is not finite or has a zero diagonal entry.
     """
     if list(order) == list(range(parts.event_size)):
         chol = parts.scale
     else:
-        rows = _gather_dims(parts.scale, order, axis=-2)
-        chol = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
-    checked = _tf_ops.check_finite(tf.math.log(tf.linalg.diag_part(chol)),
-                                       _SINGULAR_MESSAGE, tf.errors.InvalidArgumentError)
+        chol = gaussian.permuted_cholesky(_tf_ops, parts.scale, order)
+    diagonal = gaussian.tril_diagonal(_tf_ops, chol)
+    checked = _tf_ops.check_finite(tf.math.log(diagonal), _SINGULAR_MESSAGE,
+                                   tf.errors.InvalidArgumentError)
     with tf.control_dependencies([checked]):
-        return tf.identity(chol)
+        return tf.nest.map_structure(tf.identity, chol)
 
 
 def _posterior_log_weights(log_weights, z, log_det, num_observed):
@@ -141,11 +142,18 @@ def condition(dist, indices, values):
         scale = _gather_dims(parts.scale, unobserved)
     else:
         chol = _permuted_cholesky(parts, list(observed) + unobserved)
-        chol_oo = chol[..., :num_observed, :num_observed]
-        z, log_det = gaussian.whiten(_tf_ops, chol_oo, False, residual)
-        loc = (_gather_dims(parts.loc, unobserved)
-               + tf.linalg.matvec(chol[..., num_observed:, :num_observed], z))
-        scale = chol[..., num_observed:, num_observed:]
+        if isinstance(chol, gaussian.TrilSlabs):
+            z, log_det = gaussian.whiten(_tf_ops, chol.block(0, num_observed), False, residual)
+            shift = tf.stack([tf.add_n([chol.entry(u, o) * z[..., o]
+                                        for o in range(num_observed)])
+                              for u in range(num_observed, parts.event_size)], axis=-1)
+            scale = gaussian.dense(_tf_ops, chol.block(num_observed, parts.event_size))
+        else:
+            z, log_det = gaussian.whiten(
+                _tf_ops, chol[..., :num_observed, :num_observed], False, residual)
+            shift = tf.linalg.matvec(chol[..., num_observed:, :num_observed], z)
+            scale = chol[..., num_observed:, num_observed:]
+        loc = _gather_dims(parts.loc, unobserved) + shift
     log_weights = _posterior_log_weights(parts.log_weights, z, log_det, num_observed)
     return build_distribution(
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
@@ -181,8 +189,7 @@ def marginalize(dist, indices):
         # The leading block of a Cholesky factor is the factor of the leading block.
         scale = parts.scale[..., :len(kept), :len(kept)]
     else:
-        rows = _gather_dims(parts.scale, kept, axis=-2)
-        scale = tf.linalg.cholesky(tf.matmul(rows, rows, transpose_b=True))
+        scale = gaussian.dense(_tf_ops, gaussian.permuted_cholesky(_tf_ops, parts.scale, kept))
     return build_distribution(
         MixtureParts(parts.log_weights, loc, scale, parts.diagonal, parts.single))
 

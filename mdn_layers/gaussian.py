@@ -13,6 +13,7 @@ first (:mod:`mdn_layers._keras_ops` inside ``model.fit`` on any backend,
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,21 +33,119 @@ def constant(ops, value, like):
 
 def dense(ops, scale):
     """A Cholesky factor as a ``[..., D, D]`` matrix (dense input passes through)."""
-    return dense_tril(ops, scale) if isinstance(scale, PackedTril) else scale
+    if isinstance(scale, PackedTril):
+        return dense_tril(ops, scale)
+    return dense_slabs(ops, scale) if isinstance(scale, TrilSlabs) else scale
+
+
+class TrilSlabs(NamedTuple):
+    """Lower-triangular matrices ``[..., D, D]`` as separate ``[...]`` tensors, one per entry.
+
+    ``rows[i][j]`` is entry ``(i, j)``, ``j <= i``. Small factorisations and solves run as
+    unrolled elementwise maths on these slabs, which fuses into a few loops, where batched
+    kernels of ``D x D`` matrices spend their time on per-matrix overhead.
+    """
+    rows: tuple
+
+    @property
+    def event_size(self):
+        return len(self.rows)
+
+    def entry(self, i, j):
+        """``[...]`` the entry ``(i, j)``, ``i >= j``."""
+        return self.rows[i][j]
+
+    def block(self, start, stop):
+        """The diagonal block ``[start:stop, start:stop]`` (itself lower-triangular)."""
+        return TrilSlabs(tuple(tuple(row[start:]) for row in self.rows[start:stop]))
+
+
+def tril_slabs(ops, matrix):
+    """:class:`TrilSlabs` of the lower triangle of ``matrix`` ``[..., D, D]`` (one transpose)."""
+    moved = ops.moveaxis(matrix, (-2, -1), (0, 1))
+    size = matrix.shape[-1]
+    return TrilSlabs(tuple(tuple(moved[i, j] for j in range(i + 1)) for i in range(size)))
+
+
+def dense_slabs(ops, slabs):
+    """``[..., D, D]`` matrix of :class:`TrilSlabs` (zeros above the diagonal)."""
+    zero = ops.zeros_like(slabs.entry(0, 0))
+    size = slabs.event_size
+    return ops.stack([ops.stack([row[j] if j < len(row) else zero for j in range(size)], -1)
+                      for row in slabs.rows], axis=-2)
+
+
+def _unrolled_cholesky(ops, covariance, size):
+    """:class:`TrilSlabs` Cholesky factor of ``covariance(i, j)`` (``[...]``, ``i >= j``).
+
+    Cholesky-Banachiewicz, ``L_jj = sqrt(S_jj - sum_k L_jk^2)``,
+    ``L_ij = (S_ij - sum_k L_ik L_jk) / L_jj``. A matrix that is not positive definite
+    gives NaN or a zero diagonal entry, not an error: callers check.
+    """
+    rows = [[None] * (i + 1) for i in range(size)]
+    for j in range(size):
+        pivot = covariance(j, j)
+        for k in range(j):
+            pivot = pivot - rows[j][k] * rows[j][k]
+        rows[j][j] = ops.sqrt(pivot)
+        inverse = 1.0 / rows[j][j]
+        for i in range(j + 1, size):
+            total = covariance(i, j)
+            for k in range(j):
+                total = total - rows[i][k] * rows[j][k]
+            rows[i][j] = total * inverse
+    return TrilSlabs(tuple(tuple(row) for row in rows))
+
+
+def cholesky(ops, matrix):
+    """``[..., D, D]`` lower Cholesky factor of symmetric positive definite ``matrix``.
+
+    Small ``D`` is unrolled on slabs (:class:`TrilSlabs`), larger ``D`` uses the namespace's
+    batched kernel. Not positive definite: NaN or zero diagonal entries (no error).
+    """
+    size = matrix.shape[-1]
+    if size is None or size > UNROLL_MAX_EVENT_SIZE:
+        return ops.cholesky(matrix)
+    return dense_slabs(ops, _unrolled_cholesky(ops, tril_slabs(ops, matrix).entry, size))
+
+
+def permuted_cholesky(ops, tril, order):
+    """Cholesky factor of the covariance of dims ``order`` (in that order) of ``tril tril^T``.
+
+    ``tril`` ``[..., D, D]`` dense lower-triangular; ``order`` distinct dims (a permutation
+    of ``range(D)`` or fewer: the factor of a marginal). Small ``D`` returns
+    :class:`TrilSlabs` (the covariance entries are formed from the factor's slabs,
+    ``S_ab = sum_{c <= min(a, b)} L_ac L_bc``), larger ``D`` a dense matrix from the
+    batched kernels.
+    """
+    if tril.shape[-1] is None or tril.shape[-1] > UNROLL_MAX_EVENT_SIZE:
+        rows = ops.take(tril, np.asarray(order), axis=-2)
+        return ops.cholesky(ops.matmul(rows, ops.swapaxes(rows, -1, -2)))
+    factor = tril_slabs(ops, tril)
+
+    def covariance(i, j):
+        a, b = order[i], order[j]
+        total = factor.entry(a, 0) * factor.entry(b, 0)
+        for c in range(1, min(a, b) + 1):
+            total = total + factor.entry(a, c) * factor.entry(b, c)
+        return total
+
+    return _unrolled_cholesky(ops, covariance, len(order))
 
 
 def solve_lower(ops, tril, rhs):
-    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular (dense or
-    :class:`PackedTril`), ``z`` ``[..., D]``.
+    """Solves ``tril @ z = rhs``: ``tril`` ``[..., D, D]`` lower-triangular (dense,
+    :class:`PackedTril` or :class:`TrilSlabs`), ``z`` ``[..., D]``.
 
     Small ``D`` runs as unrolled forward substitution,
     ``z_i = (rhs_i - sum_{j<i} L_ij z_j) / L_ii`` (batch axes broadcast); larger ``D`` as
     the namespace's batched triangular solve.
     """
-    packed = isinstance(tril, PackedTril)
-    event_size = tril.event_size if packed else tril.shape[-1]
-    if event_size is not None and event_size <= UNROLL_MAX_EVENT_SIZE:
-        entry = tril.entry if packed else (lambda i, j: tril[..., i, j])
+    by_entry = isinstance(tril, (PackedTril, TrilSlabs))
+    event_size = tril.event_size if by_entry else tril.shape[-1]
+    if isinstance(tril, TrilSlabs) or (
+            event_size is not None and event_size <= UNROLL_MAX_EVENT_SIZE):
+        entry = tril.entry if by_entry else (lambda i, j: tril[..., i, j])
         z = []
         for i in range(event_size):
             total = rhs[..., i]
@@ -58,8 +157,12 @@ def solve_lower(ops, tril, rhs):
 
 
 def tril_diagonal(ops, tril):
-    """``[..., D]`` diagonal of a Cholesky factor (dense or packed)."""
-    return tril.diagonal if isinstance(tril, PackedTril) else ops.matrix_diagonal(tril)
+    """``[..., D]`` diagonal of a Cholesky factor (dense, packed or slabs)."""
+    if isinstance(tril, PackedTril):
+        return tril.diagonal
+    if isinstance(tril, TrilSlabs):
+        return ops.stack([tril.entry(i, i) for i in range(tril.event_size)], axis=-1)
+    return ops.matrix_diagonal(tril)
 
 
 def gaussian_log_density(ops, z, log_det, num_dims):
@@ -117,7 +220,7 @@ def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
         # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
         identity = constant(ops, np.eye(loc.shape[-1]), loc)
         covariance = covariance + identity * ops.expand_dims(1.0 - mask, -1)
-        chol = ops.cholesky(covariance)
+        chol = cholesky(ops, covariance)
         z = solve_lower(ops, chol, residual)
         log_det = ops.sum(ops.log(ops.matrix_diagonal(chol)), axis=-1)
     return ops.logsumexp(log_weights + gaussian_log_density(ops, z, log_det, num_observed),

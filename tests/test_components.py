@@ -24,6 +24,38 @@ def test_solve_lower_matches_numpy_on_both_paths(rng, event_size, ops):
     np.testing.assert_allclose(np.asarray(z), expected, rtol=1e-9, atol=1e-12)
 
 
+def _spd(rng, batch, size):
+    factor = rng.normal(size=batch + (size, size))
+    return factor @ np.swapaxes(factor, -1, -2) + 0.5 * np.eye(size)
+
+
+@pytest.mark.parametrize("ops", [_tf_ops, _keras_ops], ids=["tf", "keras"])
+@pytest.mark.parametrize("event_size", [1, 2, 6, 8, 9])
+def test_cholesky_matches_numpy_on_both_paths(rng, event_size, ops):
+    matrix = _spd(rng, (3, 4), event_size)
+    factor = gaussian.cholesky(ops, ops.cast(matrix, "float64"))
+    np.testing.assert_allclose(np.asarray(factor), np.linalg.cholesky(matrix), rtol=1e-10,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 2, 0, 1, 3], [3, 1], [2]])
+@pytest.mark.parametrize("event_size", [5, 10])
+def test_permuted_cholesky_is_the_factor_of_the_reordered_covariance(rng, order, event_size):
+    order = order + list(range(5, event_size)) if len(order) == 5 else order
+    covariance = _spd(rng, (2, 3), event_size)
+    factor = gaussian.permuted_cholesky(_tf_ops, tf.constant(np.linalg.cholesky(covariance)),
+                                        order)
+    expected = np.linalg.cholesky(covariance[..., order, :][..., :, order])
+    np.testing.assert_allclose(np.asarray(gaussian.dense(_tf_ops, factor)), expected,
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_unrolled_cholesky_of_an_indefinite_matrix_is_not_finite():
+    matrix = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # eigenvalues 3 and -1
+    factor = np.asarray(gaussian.cholesky(_tf_ops, tf.constant(matrix)))
+    assert not np.all(np.isfinite(factor))
+
+
 @pytest.mark.parametrize("event_size", [2, 10])
 def test_log_prob_matches_scipy(rng, event_size):
     weights, means, covs = random_mixture(rng, 3, event_size)
