@@ -8,6 +8,7 @@ the params and :func:`predict_mixture` turns them into a TFP mixture (loading Te
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from mdn_layers import _keras_ops, _validation, gaussian, layout
@@ -357,12 +358,39 @@ def predict_mixture(model, x, batch_size=None):
                          "MixtureDensity layer. For a model emitting params some other way, "
                          "call mdn_layers.mixture_from_params(model.predict(x), ...).")
     check_loss_matches(model, head)
-    params = model.predict(x, batch_size=batch_size, verbose=0)
+    params = _predict_streamed(model, x, batch_size)
     if params.shape[-1] != head.num_params:
         raise ValueError(f"predict_mixture: the model output has last axis "
                          f"{params.shape[-1]}, but its MixtureDensity layer "
                          f"'{head.name}' emits {head.num_params} params.")
     return head.mixture(params)
+
+
+PREDICT_CHUNK_BATCHES = 64
+
+
+def _predict_streamed(model, x, batch_size):
+    """``model.predict(x)`` written chunk by chunk into one preallocated array.
+
+    ``model.predict`` keeps every batch's output until it concatenates them, so its peak is
+    twice the result; here each chunk of ``PREDICT_CHUNK_BATCHES`` batches is copied into
+    the result as it arrives. Inputs that cannot be sliced by rows (datasets, generators)
+    go to ``model.predict`` whole.
+    """
+    leaves = keras.tree.flatten(x)
+    sizes = {leaf.shape[0] if len(getattr(leaf, "shape", ())) else None for leaf in leaves}
+    if not leaves or len(sizes) != 1 or None in sizes:
+        return model.predict(x, batch_size=batch_size, verbose=0)
+    rows = sizes.pop()
+    chunk = batch_size * PREDICT_CHUNK_BATCHES
+    result = None
+    for start in range(0, rows, chunk):
+        part = keras.tree.map_structure(lambda leaf: leaf[start:start + chunk], x)
+        params = model.predict(part, batch_size=batch_size, verbose=0)
+        if result is None:
+            result = np.empty((rows,) + params.shape[1:], params.dtype)
+        result[start:start + len(params)] = params
+    return result
 
 
 def check_loss_matches(model, head):

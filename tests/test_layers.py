@@ -122,6 +122,27 @@ def test_predict_mixture_returns_one_batched_mixture(rng):
     np.testing.assert_allclose(mixture.log_prob(y), direct.log_prob(y), rtol=1e-5, atol=1e-5)
 
 
+def test_predict_mixture_streams_chunks_of_arrays_and_takes_other_inputs(rng, monkeypatch):
+    """Rows spread over several chunks (the last one partial), a two-input model fed a dict,
+    and a tf.data pipeline all give the params of calling the model directly."""
+    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BATCHES", 2)
+    first, second = keras.Input((1,), name="first"), keras.Input((2,), name="second")
+    hidden = keras.layers.Dense(8, activation="tanh")(
+        keras.layers.Concatenate()([first, second]))
+    model = keras.Model({"first": first, "second": second},
+                        mdn_layers.MixtureDensity(2, 3)(hidden))
+    x = {"first": rng.normal(size=(77, 1)).astype("float32"),
+         "second": rng.normal(size=(77, 2)).astype("float32")}
+    y = rng.normal(size=(77, 2)).astype("float32")
+    expected = mdn_layers.mixture_from_params(model(x), 2, 3).log_prob(y)
+    streamed = mdn_layers.predict_mixture(model, x, batch_size=10)  # 4 chunks of <= 20 rows
+    np.testing.assert_allclose(streamed.log_prob(y), expected, rtol=1e-5, atol=1e-5)
+    if keras.backend.backend() == "tensorflow":
+        dataset = tf.data.Dataset.from_tensor_slices(x).batch(10)
+        from_dataset = mdn_layers.predict_mixture(model, dataset)
+        np.testing.assert_allclose(from_dataset.log_prob(y), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_predict_mixture_needs_a_mixture_layer():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="MixtureDensity"):

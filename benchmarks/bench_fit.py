@@ -1,0 +1,317 @@
+"""Training throughput through ``model.fit``: every head on every backend, against the peers.
+
+Setting: 8 inputs, a 2x64 ReLU trunk, Adam, batch 1024, ``--samples`` rows per epoch, for
+each ``(D, K)`` in ``--configs``. Heads: ours (full, diag, spherical) and keras-mdn-layer
+1.0's ``MDN`` (diagonal) on each Keras 3 backend (``jit_compile=True`` on TensorFlow and
+JAX, eager PyTorch), and ``tfp.layers.MixtureSameFamily(K, MultivariateNormalTriL(D))`` on
+tf_keras with and without ``jit_compile``. Each backend runs in its own subprocess
+(Keras picks its backend at import); the heads are interleaved within each repeat. After a
+warm-up epoch (compilation), samples/s is the median over ``--epochs`` timed epochs, then the
+median over ``--repeats``. Before timing, each loss is checked against TFP's log density.
+
+A final partial batch changes the batch shape, so XLA compiles a second program during the
+first epoch; ``--partial`` adds one run per head at the largest config with
+``samples + 300`` rows and reports that first epoch's time next to a full-batch one.
+
+    python benchmarks/bench_fit.py [--backends tensorflow,jax,torch] [--configs 2x4,8x16]
+        [--samples 32768] [--epochs 2] [--repeats 2] [--partial] [--json results.json]
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+
+COMMON = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+
+    def timer_class(callback_base):
+        class Timer(callback_base):
+            def on_train_begin(self, logs=None):
+                self.times = []
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+            def on_epoch_end(self, epoch, logs=None):
+                self.times.append(time.perf_counter() - self.start)
+        return Timer
+
+    def data(d, samples):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(samples, 8)).astype("float32")
+        y = x[:, :1] * np.linspace(-1, 1, d) + rng.normal(size=(samples, d))
+        return x, y.astype("float32")
+""")
+
+KERAS3_WORKER = COMMON + textwrap.dedent("""
+    import keras, numpy as np
+    import keras_mdn_layer, mdn_layers
+
+    CONFIGS, SAMPLES, EPOCHS, PARTIAL = json.loads(sys.argv[1])
+    backend = keras.backend.backend()
+    jit = {"jit_compile": True} if backend in ("tensorflow", "jax") else {}
+
+    def heads(d, k):
+        for kind in ("full", "diag", "spherical"):
+            yield (f"ours {kind}", mdn_layers.MixtureDensity(d, k, kind),
+                   mdn_layers.MixtureNLL(d, k, kind))
+        yield ("keras-mdn-layer diag", keras_mdn_layer.MDN(d, k),
+               keras_mdn_layer.get_mixture_loss_func(d, k))
+
+    Timer = timer_class(keras.callbacks.Callback)
+
+    def fit(head, loss, x, y, epochs):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(64, activation="relu"), head])
+        model.compile(keras.optimizers.Adam(1e-3), loss=loss, **jit)
+        timer = Timer()
+        history = model.fit(x, y, batch_size=1024, epochs=epochs, verbose=0,
+                            callbacks=[timer]).history["loss"]
+        return timer.times, history
+
+    results = []
+    for d, k in CONFIGS:
+        x, y = data(d, SAMPLES)
+        for name, head, loss in heads(d, k):
+            times, history = fit(head, loss, x, y, EPOCHS + 1)
+            results.append({"head": name, "backend": backend, "D": d, "K": k,
+                            "samples_per_s": SAMPLES / float(np.median(times[1:])),
+                            "first_epoch_s": times[0], "loss": history[-1]})
+    if PARTIAL:
+        d, k = CONFIGS[-1]
+        x, y = data(d, SAMPLES + 300)
+        for name, head, loss in heads(d, k):
+            times, _ = fit(head, loss, x, y, 2)
+            results.append({"head": name, "backend": backend, "D": d, "K": k,
+                             "partial_first_epoch_s": times[0], "partial_second_epoch_s": times[1]})
+    print(json.dumps(results))
+""")
+
+TF_KERAS_WORKER = COMMON + textwrap.dedent("""
+    import numpy as np, tf_keras, tensorflow_probability as tfp
+
+    CONFIGS, SAMPLES, EPOCHS, PARTIAL = json.loads(sys.argv[1])
+
+    Timer = timer_class(tf_keras.callbacks.Callback)
+
+    def fit(d, k, jit, x, y, epochs):
+        tf_keras.utils.set_random_seed(0)
+        size = int(tfp.layers.MixtureSameFamily.params_size(
+            k, tfp.layers.MultivariateNormalTriL.params_size(d)))
+        model = tf_keras.Sequential([
+            tf_keras.Input((8,)), tf_keras.layers.Dense(64, activation="relu"),
+            tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(size),
+            tfp.layers.MixtureSameFamily(k, tfp.layers.MultivariateNormalTriL(d))])
+        model.compile(tf_keras.optimizers.Adam(1e-3), loss=lambda y, dist: -dist.log_prob(y),
+                      jit_compile=jit)
+        timer = Timer()
+        try:
+            history = model.fit(x, y, batch_size=1024, epochs=epochs, verbose=0,
+                                callbacks=[timer]).history["loss"]
+        except Exception as error:  # reported, not hidden
+            return None, f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        return timer.times, history
+
+    results = []
+    settings = [("tfp.layers full", False), ("tfp.layers full, jit_compile", True)]
+    for d, k in CONFIGS:
+        x, y = data(d, SAMPLES)
+        for name, jit in settings:
+            times, history = fit(d, k, jit, x, y, EPOCHS + 1)
+            row = {"head": name, "backend": "tf_keras", "D": d, "K": k}
+            if times is None:
+                row["error"] = history
+            else:
+                row.update(samples_per_s=SAMPLES / float(np.median(times[1:])),
+                           first_epoch_s=times[0], loss=history[-1])
+            results.append(row)
+    if PARTIAL:
+        d, k = CONFIGS[-1]
+        x, y = data(d, SAMPLES + 300)
+        for name, jit in settings:
+            times, history = fit(d, k, jit, x, y, 2)
+            row = {"head": name, "backend": "tf_keras", "D": d, "K": k}
+            if times is None:
+                row["partial_error"] = history
+            else:
+                row.update(partial_first_epoch_s=times[0], partial_second_epoch_s=times[1])
+            results.append(row)
+    print(json.dumps(results))
+""")
+
+
+def check_losses_against_tfp(event_size, num_components):
+    """Our three losses and keras-mdn-layer's equal TFP's log density on random params."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras_mdn_layer
+    import numpy as np
+    import tensorflow_probability as tfp
+
+    import mdn_layers
+    tfd = tfp.distributions
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(64, event_size)).astype("float32")
+    for kind in ("full", "diag", "spherical"):
+        params = rng.normal(size=(64, mdn_layers.params_size(event_size, num_components, kind)))
+        params = params.astype("float32")
+        reference = mdn_layers.mixture_from_params(params, event_size, num_components,
+                                                   kind).log_prob(y)
+        if kind == "full":  # and the full layout is TFP's own layer's
+            reference = tfp.layers.MixtureSameFamily.new(
+                params, num_components, tfp.layers.MultivariateNormalTriL(event_size)
+            ).log_prob(y)
+        ours = mdn_layers.MixtureNLL(event_size, num_components, kind).call(y, params)
+        np.testing.assert_allclose(-np.asarray(ours), reference, rtol=1e-4, atol=1e-4)
+    diag = rng.normal(size=(64, num_components * (2 * event_size + 1))).astype("float32")
+    sigma_block = slice(num_components * event_size, 2 * num_components * event_size)
+    diag[:, sigma_block] = np.exp(diag[:, sigma_block])  # its layer emits positive sigmas
+    mu, sigma, logits = keras_mdn_layer._split_mdn_params(diag, event_size, num_components)
+    peer = keras_mdn_layer._mdn_log_prob(y, mu, sigma, logits, event_size, num_components)
+    truth = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=np.asarray(logits)),
+        tfd.MultivariateNormalDiag(np.asarray(mu).reshape(64, num_components, event_size),
+                                   np.asarray(sigma).reshape(64, num_components, event_size))
+    ).log_prob(y)
+    np.testing.assert_allclose(np.asarray(peer), truth, rtol=1e-4, atol=1e-4)
+
+
+def run_worker(worker, backend, config, timeout):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", worker, json.dumps(config)], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{backend} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def summarise(runs):
+    """Medians over repeats: one row per (head, backend, D, K)."""
+    grouped = {}
+    for row in (row for run in runs for row in run):
+        key = (row["head"], row["backend"], row["D"], row["K"])
+        grouped.setdefault(key, []).append(row)
+    table = []
+    for (head, backend, d, k), rows in grouped.items():
+        entry = {"head": head, "backend": backend, "D": d, "K": k}
+        for field in ("samples_per_s", "first_epoch_s", "loss", "partial_first_epoch_s",
+                      "partial_second_epoch_s"):
+            values = [row[field] for row in rows if field in row]
+            if values:
+                entry[field] = statistics.median(values)
+                if field == "samples_per_s":
+                    entry["range"] = (min(values), max(values))
+        errors = [row.get("error") or row.get("partial_error") for row in rows]
+        if any(errors):
+            entry["error"] = next(e for e in errors if e)
+        table.append(entry)
+    return table
+
+
+def best(table, library, d, k):
+    """The fastest (samples/s, where) of a library's heads at one config."""
+    rows = [row for row in table if row["D"] == d and row["K"] == k
+            and row["head"].startswith(library) and "samples_per_s" in row]
+    top = max(rows, key=lambda row: row["samples_per_s"], default=None)
+    return (top["samples_per_s"], f"{top['head']} / {top['backend']}") if top else (None, "")
+
+
+def ratios(table):
+    """The issue's targets: ours against each peer at its best backend and setting."""
+    out = []
+    targets = [((8, 16), "ours full", "tfp.layers", 1.5),
+               ((8, 16), "ours diag", "keras-mdn-layer", 1.2),
+               ((4, 8), "ours full", "keras-mdn-layer", 1.0)]
+    for (d, k), ours, peer, target in targets:
+        mine = best(table, ours, d, k)
+        theirs = best(table, peer, d, k)
+        if mine[0] and theirs[0]:
+            out.append({"D": d, "K": k, "ours": ours, "peer": peer, "ours_best": mine,
+                        "peer_best": theirs, "ratio": mine[0] / theirs[0], "target": target})
+    return out
+
+
+def markdown(table, target_rows, meta):
+    lines = [f"Machine: {meta['machine']}; Keras {meta['keras']}; batch 1024, "
+             f"{meta['samples']} samples/epoch, median of {meta['epochs']} timed epochs x "
+             f"{meta['repeats']} repeats; TF and JAX with jit_compile=True, PyTorch eager.", "",
+             "| D | K | head | backend | samples/s | range | first epoch (s) |",
+             "|---:|---:|---|---|---:|---|---:|"]
+    for row in sorted(table, key=lambda r: (r["D"], r["K"], r["head"], r["backend"])):
+        if "samples_per_s" not in row:
+            if "error" in row:
+                lines.append(f"| {row['D']} | {row['K']} | {row['head']} | {row['backend']} | "
+                             f"fails: {row['error']} | | |")
+            continue
+        low, high = row["range"]
+        lines.append(f"| {row['D']} | {row['K']} | {row['head']} | {row['backend']} | "
+                     f"{row['samples_per_s'] / 1e3:,.0f}k | {low / 1e3:,.0f}k–{high / 1e3:,.0f}k"
+                     f" | {row['first_epoch_s']:.1f} |")
+    lines += ["", "| target | ours (best) | peer (best) | ratio | target |", "|---|---|---|---:|---:|"]
+    for row in target_rows:
+        lines.append(f"| D={row['D']}, K={row['K']}: {row['ours']} vs {row['peer']} | "
+                     f"{row['ours_best'][0] / 1e3:,.0f}k ({row['ours_best'][1]}) | "
+                     f"{row['peer_best'][0] / 1e3:,.0f}k ({row['peer_best'][1]}) | "
+                     f"{row['ratio']:.2f}x | {row['target']:.1f}x |")
+    partial = [row for row in table if "partial_first_epoch_s" in row]
+    if partial:
+        lines += ["", "Final partial batch (D, K as the largest config; 300 extra rows): first "
+                  "and second epoch, seconds", "",
+                  "| head | backend | first epoch, full batches | first epoch, partial batch "
+                  "| second epoch, partial batch |", "|---|---|---:|---:|---:|"]
+        for row in sorted(partial, key=lambda r: (r["head"], r["backend"])):
+            full = next((r["first_epoch_s"] for r in table if r["head"] == row["head"]
+                         and r["backend"] == row["backend"] and r["D"] == row["D"]
+                         and r["K"] == row["K"] and "first_epoch_s" in r), float("nan"))
+            lines.append(f"| {row['head']} | {row['backend']} | {full:.1f} | "
+                         f"{row['partial_first_epoch_s']:.1f} | "
+                         f"{row['partial_second_epoch_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="tensorflow,jax,torch",
+                        help="comma-separated Keras 3 backends; a missing one is skipped")
+    parser.add_argument("--configs", default="2x4,2x8,2x16,4x4,4x8,4x16,8x4,8x8,8x16",
+                        help="comma-separated DxK")
+    parser.add_argument("--samples", type=int, default=32768)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--no-tf-keras", action="store_true", help="skip tfp.layers")
+    parser.add_argument("--partial", action="store_true",
+                        help="also time a final partial batch at the largest config")
+    parser.add_argument("--json", help="write the summarised rows here")
+    parser.add_argument("--timeout", type=int, default=3600)
+    args = parser.parse_args()
+    configs = [[int(v) for v in c.split("x")] for c in args.configs.split(",")]
+    for d, k in configs:
+        check_losses_against_tfp(d, k)
+    modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+    backends = [b for b in args.backends.split(",") if importlib.util.find_spec(modules[b])]
+    config = [configs, args.samples, args.epochs, args.partial]
+    runs = []
+    for _ in range(args.repeats):
+        for backend in backends:
+            runs.append(run_worker(KERAS3_WORKER, backend, config, args.timeout))
+        if not args.no_tf_keras:
+            runs.append(run_worker(TF_KERAS_WORKER, "tensorflow", config, args.timeout))
+    table = summarise(runs)
+    import keras
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+            "keras": keras.__version__, "samples": args.samples, "epochs": args.epochs,
+            "repeats": args.repeats, "backends": backends}
+    target_rows = ratios(table)
+    print(markdown(table, target_rows, meta))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"meta": meta, "rows": table, "targets": target_rows}, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()
