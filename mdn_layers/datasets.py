@@ -82,3 +82,30 @@ def correlated_2d(num_samples, seed=0, dtype="float32"):
     log_weights = np.log(np.broadcast_to([0.6, 0.4], (num_samples, 2)))
     return _sample_task(x, log_weights, loc, scale_tril, rng, dtype)
 
+
+
+def correlated_3d(num_samples, seed=0, dtype="float32"):
+    """3-D targets from two Gaussians whose weights, means and full covariances move with x.
+
+    ``x ~ U(-1, 1)^2``. Component A (weight ``sigmoid(2 x0)``): mean ``(x0, x1, x0 x1)``,
+    Cholesky factor ``[[0.3, 0, 0], [0.25 x0, 0.2, 0], [0.15, -0.2 x1, 0.15]]``.
+    Component B: mean ``(-x1, x0, 0.5 - x0^2)``, factor
+    ``[[0.2, 0, 0], [-0.15, 0.25, 0], [0.1 x0, 0.1, 0.2]]``. Every pair of target dims is
+    correlated, and how strongly depends on ``x``: a diagonal model cannot express it.
+    Shapes: ``x`` ``[N, 2]``, ``y`` ``[N, 3]``.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(num_samples, 2))
+    x0, x1 = x[:, 0], x[:, 1]
+    loc = np.stack([np.stack([x0, x1, x0 * x1], -1),
+                    np.stack([-x1, x0, 0.5 - x0**2], -1)], axis=1)
+    zeros, ones = np.zeros(num_samples), np.ones(num_samples)
+    factor_a = np.stack([np.stack([0.3 * ones, zeros, zeros], -1),
+                         np.stack([0.25 * x0, 0.2 * ones, zeros], -1),
+                         np.stack([0.15 * ones, -0.2 * x1, 0.15 * ones], -1)], axis=1)
+    factor_b = np.stack([np.stack([0.2 * ones, zeros, zeros], -1),
+                         np.stack([-0.15 * ones, 0.25 * ones, zeros], -1),
+                         np.stack([0.1 * x0, 0.1 * ones, 0.2 * ones], -1)], axis=1)
+    upper = 1.0 / (1.0 + np.exp(-2.0 * x0))
+    log_weights = np.log(np.stack([upper, 1.0 - upper], axis=-1))
+    return _sample_task(x, log_weights, loc, np.stack([factor_a, factor_b], axis=1), rng, dtype)
