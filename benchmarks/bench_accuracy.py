@@ -16,10 +16,7 @@ Heads: ``mdn_layers.MixtureDensity`` full and diag (Keras 3), keras-mdn-layer 1.
 """
 
 import argparse
-import json
 import os
-import platform
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -33,6 +30,7 @@ import tf_keras  # noqa: E402
 
 import mdn_layers  # noqa: E402
 from mdn_layers import datasets  # noqa: E402
+from _common import machine, timer_class, write_json  # noqa: E402
 
 tfd = tfp.distributions
 TASKS = {"bimodal_sine (D=1)": datasets.bimodal_sine,
@@ -41,21 +39,8 @@ TASKS = {"bimodal_sine (D=1)": datasets.bimodal_sine,
 K, BATCH, LR = 4, 256, 3e-3
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
-
-
-class TfKerasEpochTimer(tf_keras.callbacks.Callback):
-    on_train_begin = EpochTimer.on_train_begin
-    on_epoch_begin = EpochTimer.on_epoch_begin
-    on_epoch_end = EpochTimer.on_epoch_end
+EpochTimer = timer_class(keras.callbacks.Callback)
+TfKerasEpochTimer = timer_class(tf_keras.callbacks.Callback)
 
 
 def decay_steps(train, epochs):
@@ -131,19 +116,16 @@ def main():
             times, nll = run(train, test, args.epochs)
             rows.append({"task": task_name, "head": head_name, "nll": nll, "oracle": oracle,
                          "gap": nll - oracle, "s_per_epoch": float(np.median(times[1:]))})
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU"
     print(f"{args.train:,} training rows, {args.epochs} epochs, batch {BATCH}, K={K}, "
-          f"{args.test:,} held-out rows; {machine}, TensorFlow {tf.__version__}, Keras "
+          f"{args.test:,} held-out rows; {machine()}, TensorFlow {tf.__version__}, Keras "
           f"{keras.__version__}\n")
     print("| task | head | held-out NLL | oracle | gap (nats) | s / epoch |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['task']} | {row['head']} | {row['nll']:.3f} | {row['oracle']:.3f} | "
               f"{row['gap']:+.3f} | {row['s_per_epoch']:.2f} |")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"meta": {"machine": machine, "epochs": args.epochs, "train": args.train,
-                                "test": args.test, "K": K}, "rows": rows}, file, indent=1)
+    write_json(args.json, {"machine": machine(), "epochs": args.epochs, "train": args.train,
+                           "test": args.test, "K": K}, rows)
 
 
 if __name__ == "__main__":

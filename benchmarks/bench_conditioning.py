@@ -12,7 +12,6 @@ its time is scaled to N (reported as such).
 
 import argparse
 import os
-import platform
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +22,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 import mdn_layers  # noqa: E402
+from _common import machine, write_json  # noqa: E402
 
 tfd = tfp.distributions
 K, D, OBSERVED = 8, 6, [0, 2, 4]
@@ -83,7 +83,7 @@ def best_of(repeats, fn):
     return min(times), result
 
 
-def main(num_mixtures, gmr_rows, repeats):
+def main(num_mixtures, gmr_rows, repeats, json_path=None):
     logits, means, covs, values = make_problem(num_mixtures)
     ref_time, (ref_w, ref_loc, _) = best_of(repeats, lambda: numpy_condition(logits, means, covs,
                                                                               values))
@@ -114,7 +114,9 @@ def main(num_mixtures, gmr_rows, repeats):
         args = (mixture.components_distribution.loc,
                 mixture.components_distribution.scale.to_dense(),
                 mixture.mixture_distribution.logits, tf_values)
+        start = time.perf_counter()
         compiled(*args)
+        compile_seconds = time.perf_counter() - start
         eager_time, (weights, result) = best_of(repeats, eager)
         tolerance = 1e-8 if dtype == "float64" else 2e-3
         np.testing.assert_allclose(weights, ref_w, atol=tolerance)
@@ -124,17 +126,20 @@ def main(num_mixtures, gmr_rows, repeats):
                                                                 compiled(*args)])
         np.testing.assert_allclose(xla_weights, ref_w, atol=tolerance)
         results.append((f"mdn_layers.condition, {dtype}, eager", eager_time))
-        results.append((f"mdn_layers.condition, {dtype}, tf.function(jit_compile=True)",
-                        xla_time))
+        results.append((f"mdn_layers.condition, {dtype}, tf.function(jit_compile=True) "
+                        f"(first call, compiling: {compile_seconds:.1f} s)", xla_time))
 
     print(f"# Conditioning {num_mixtures:,} mixtures (K={K}, D={D}, observe {len(OBSERVED)})")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"TensorFlow {tf.__version__}, CPU; best of {repeats}\n")
+    print(f"machine: {machine()}, TensorFlow {tf.__version__}; best of {repeats}\n")
     print("| method | seconds | speed-up vs gmr | vs numpy reference |")
     print("|---|---:|---:|---:|")
     for name, seconds in results:
         print(f"| {name} | {seconds:.3f} | {gmr_time / seconds:.1f}x | "
               f"{ref_time / seconds:.2f}x |")
+    write_json(json_path, {"machine": machine(), "num_mixtures": num_mixtures, "K": K, "D": D,
+                           "observed": OBSERVED},
+               [{"method": name, "seconds": seconds, "vs_gmr": gmr_time / seconds,
+                 "vs_numpy": ref_time / seconds} for name, seconds in results])
 
 
 if __name__ == "__main__":
@@ -142,5 +147,6 @@ if __name__ == "__main__":
     parser.add_argument("--num-mixtures", type=int, default=100_000)
     parser.add_argument("--gmr-rows", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
-    main(args.num_mixtures, args.gmr_rows, args.repeats)
+    main(args.num_mixtures, args.gmr_rows, args.repeats, args.json)

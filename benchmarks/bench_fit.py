@@ -21,25 +21,17 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import textwrap
 
-COMMON = textwrap.dedent("""
-    import json, sys, time
-    import numpy as np
+from _common import machine, worker_env, write_json
 
-    def timer_class(callback_base):
-        class Timer(callback_base):
-            def on_train_begin(self, logs=None):
-                self.times = []
-            def on_epoch_begin(self, epoch, logs=None):
-                self.start = time.perf_counter()
-            def on_epoch_end(self, epoch, logs=None):
-                self.times.append(time.perf_counter() - self.start)
-        return Timer
+COMMON = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from _common import timer_class
 
     def data(d, samples):
         rng = np.random.default_rng(0)
@@ -182,8 +174,8 @@ def check_losses_against_tfp(event_size, num_components):
 
 
 def run_worker(worker, backend, config, timeout):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-c", worker, json.dumps(config)], env=env,
+    result = subprocess.run([sys.executable, "-c", worker, json.dumps(config)],
+                            env=worker_env(backend),
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"{backend} failed:\n{result.stderr[-3000:]}")
@@ -303,14 +295,12 @@ def main():
             runs.append(run_worker(TF_KERAS_WORKER, "tensorflow", config, args.timeout))
     table = summarise(runs)
     import keras
-    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU",
+    meta = {"machine": machine(),
             "keras": keras.__version__, "samples": args.samples, "epochs": args.epochs,
             "repeats": args.repeats, "backends": backends}
     target_rows = ratios(table)
     print(markdown(table, target_rows, meta))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"meta": meta, "rows": table, "targets": target_rows}, file, indent=1)
+    write_json(args.json, meta, table, targets=target_rows)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ Before timing, the three agree on the log density of a few rows.
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import textwrap
+
+from _common import machine, worker_env, write_json
 
 WORKER = textwrap.dedent("""
     import json, resource, sys, time
@@ -61,10 +61,10 @@ METHODS = {"predict": "model.predict (params only)",
 
 
 def run(method, args):
-    env = {**os.environ, "KERAS_BACKEND": args.backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run([sys.executable, "-c", WORKER,
                           json.dumps([method, args.rows, args.event_size, args.components])],
-                         env=env, capture_output=True, text=True, timeout=1800)
+                         env=worker_env(args.backend), capture_output=True, text=True,
+                         timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -85,21 +85,17 @@ def main():
     params_mb = size * 4 / 2**20
     mixture_mb = args.rows * args.components * (1 + args.event_size
                                                + args.event_size**2) * 4 / 2**20
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, CPU"
     print(f"{args.rows:,} rows, D={args.event_size}, K={args.components} (full), backend "
-          f"{args.backend}, batch 1024; {machine}. Params array {params_mb:,.0f} MB; the "
+          f"{args.backend}, batch 1024; {machine()}. Params array {params_mb:,.0f} MB; the "
           f"mixture's weights, means and dense factors {mixture_mb:,.0f} MB.\n")
     print("| method | seconds | peak memory above start (MB) |")
     print("|---|---:|---:|")
     for row in results:
         print(f"| {METHODS[row['method']]} | {row['seconds']:.2f} | "
               f"{row['peak_above_start_mb']:,.0f} |")
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"meta": {"machine": machine, "rows": args.rows, "backend": args.backend,
-                                "params_mb": params_mb, "mixture_mb": mixture_mb},
-                       "rows": [{**row, "method": METHODS[row["method"]]} for row in results]},
-                      file, indent=1)
+    write_json(args.json, {"machine": machine(), "rows": args.rows, "backend": args.backend,
+                           "params_mb": params_mb, "mixture_mb": mixture_mb},
+                [{**row, "method": METHODS[row["method"]]} for row in results])
 
 
 if __name__ == "__main__":

@@ -50,6 +50,17 @@ def _broadcast_parts(log_weights, loc, scale, diagonal, single):
     return MixtureParts(tf.broadcast_to(log_weights, batch), loc, scale, diagonal, single)
 
 
+# Eager TensorFlow pays a fixed cost per op: the unrolled factorisation (hundreds of small
+# ops) beats the batched kernels from about this many components (mixtures x K) on; in
+# graphs and under XLA, where the ops fuse, it is used at any size.
+EAGER_UNROLL_MIN_COMPONENTS = 32_768
+
+
+def _unroll(parts):
+    return (not tf.executing_eagerly()
+            or int(tf.size(parts.log_weights)) >= EAGER_UNROLL_MIN_COMPONENTS)
+
+
 def _permuted_cholesky(parts, order):
     """Cholesky factors of the covariances with dims in ``order``: :class:`TrilSlabs` for
     small ``D``, else ``[..., K, D, D]``.
@@ -59,7 +70,7 @@ def _permuted_cholesky(parts, order):
     if list(order) == list(range(parts.event_size)):
         chol = parts.scale
     else:
-        chol = gaussian.permuted_cholesky(_tf_ops, parts.scale, order)
+        chol = gaussian.permuted_cholesky(_tf_ops, parts.scale, order, _unroll(parts))
     diagonal = gaussian.tril_diagonal(_tf_ops, chol)
     checked = _tf_ops.check_finite(tf.math.log(diagonal), _SINGULAR_MESSAGE,
                                    tf.errors.InvalidArgumentError)
@@ -189,7 +200,8 @@ def marginalize(dist, indices):
         # The leading block of a Cholesky factor is the factor of the leading block.
         scale = parts.scale[..., :len(kept), :len(kept)]
     else:
-        scale = gaussian.dense(_tf_ops, gaussian.permuted_cholesky(_tf_ops, parts.scale, kept))
+        scale = gaussian.dense(
+            _tf_ops, gaussian.permuted_cholesky(_tf_ops, parts.scale, kept, _unroll(parts)))
     return build_distribution(
         MixtureParts(parts.log_weights, loc, scale, parts.diagonal, parts.single))
 

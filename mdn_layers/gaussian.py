@@ -109,16 +109,16 @@ def cholesky(ops, matrix):
     return dense_slabs(ops, _unrolled_cholesky(ops, tril_slabs(ops, matrix).entry, size))
 
 
-def permuted_cholesky(ops, tril, order):
+def permuted_cholesky(ops, tril, order, unrolled=True):
     """Cholesky factor of the covariance of dims ``order`` (in that order) of ``tril tril^T``.
 
     ``tril`` ``[..., D, D]`` dense lower-triangular; ``order`` distinct dims (a permutation
     of ``range(D)`` or fewer: the factor of a marginal). Small ``D`` returns
     :class:`TrilSlabs` (the covariance entries are formed from the factor's slabs,
-    ``S_ab = sum_{c <= min(a, b)} L_ac L_bc``), larger ``D`` a dense matrix from the
-    batched kernels.
+    ``S_ab = sum_{c <= min(a, b)} L_ac L_bc``), larger ``D`` (or ``unrolled=False``) a
+    dense matrix from the batched kernels.
     """
-    if tril.shape[-1] is None or tril.shape[-1] > UNROLL_MAX_EVENT_SIZE:
+    if not unrolled or tril.shape[-1] is None or tril.shape[-1] > UNROLL_MAX_EVENT_SIZE:
         rows = ops.take(tril, np.asarray(order), axis=-2)
         return ops.cholesky(ops.matmul(rows, ops.swapaxes(rows, -1, -2)))
     factor = tril_slabs(ops, tril)

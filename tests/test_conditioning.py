@@ -50,9 +50,13 @@ def test_condition_matches_numpy_reference(rng, observed):
     np.testing.assert_allclose(covariances_of(result), conds, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("unroll_from", [0, 10**9], ids=["unrolled", "kernels"])
 @pytest.mark.parametrize("event_size,observed", [(6, [4, 0, 2]), (10, [7, 1, 3, 8])])
-def test_condition_and_marginalize_batched_match_numpy(rng, event_size, observed):
-    """A batch of mixtures, on the unrolled (D <= 8) and the batched-kernel path."""
+def test_condition_and_marginalize_batched_match_numpy(rng, event_size, observed,
+                                                       unroll_from, monkeypatch):
+    """A batch of mixtures, on the unrolled (D <= 8, many components or in a graph) and the
+    batched-kernel path."""
+    monkeypatch.setattr(mdn_layers.conditioning, "EAGER_UNROLL_MIN_COMPONENTS", unroll_from)
     weights, means, covs = random_mixture(rng, 3, event_size, batch=(4,))
     values = rng.normal(0, 2, (4, len(observed)))
     result = mdn_layers.condition(tfp_mixture(weights, means, covs), observed, values)

@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmark scripts (and their subprocess workers)."""
+
+import json
+import os
+import platform
+import time
+
+BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def timer_class(callback_base):
+    """A Keras (or tf_keras) callback class recording each epoch's wall time in ``times``."""
+    class EpochTimer(callback_base):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+    return EpochTimer
+
+
+def machine():
+    """One line naming the machine the numbers come from."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, CPU"
+
+
+def worker_env(backend):
+    """Environment for a worker subprocess on a Keras ``backend`` that imports this module."""
+    path = os.pathsep.join(filter(None, [BENCHMARKS_DIR, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": path}
+
+
+def write_json(path, meta, rows, **extra):
+    """Writes ``{"meta": meta, "rows": rows, **extra}`` to ``path`` (skipped when None)."""
+    if path:
+        with open(path, "w") as file:
+            json.dump({"meta": meta, "rows": rows, **extra}, file, indent=1)
