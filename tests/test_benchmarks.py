@@ -1,0 +1,70 @@
+"""The benchmark pipeline works end to end (tiny sizes); its numbers are not checked here."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import bench_fit  # noqa: E402
+import run_all  # noqa: E402
+
+
+def _rows():
+    rows = []
+    for repeat, scale in enumerate([1.0, 1.2]):
+        rows.append([
+            {"head": "ours full", "backend": "jax", "D": 8, "K": 16, "first_epoch_s": 2.0,
+             "samples_per_s": 150e3 * scale, "loss": 1.0},
+            {"head": "ours diag", "backend": "jax", "D": 8, "K": 16, "first_epoch_s": 1.0,
+             "samples_per_s": 300e3 * scale, "loss": 1.0},
+            {"head": "keras-mdn-layer diag", "backend": "tensorflow", "D": 8, "K": 16,
+             "first_epoch_s": 1.0, "samples_per_s": 200e3 * scale, "loss": 1.0},
+            {"head": "tfp.layers full", "backend": "tf_keras", "D": 8, "K": 16,
+             "first_epoch_s": 1.0, "samples_per_s": 50e3 * scale, "loss": 1.0},
+            {"head": "tfp.layers full, jit_compile", "backend": "tf_keras", "D": 8, "K": 16,
+             "error": "InvalidArgumentError: no"},
+        ])
+    return rows
+
+
+def test_fit_summary_takes_medians_and_ratios_against_each_peers_best():
+    table = bench_fit.summarise(_rows())
+    full = next(r for r in table if r["head"] == "ours full")
+    assert full["samples_per_s"] == pytest.approx(165e3) and full["range"] == (150e3, 180e3)
+    targets = {(t["ours"], t["peer"]): t for t in bench_fit.ratios(table)}
+    assert targets[("ours full", "tfp.layers")]["ratio"] == pytest.approx(3.0)
+    assert targets[("ours diag", "keras-mdn-layer")]["ratio"] == pytest.approx(1.5)
+    text = bench_fit.markdown(table, bench_fit.ratios(table), {
+        "machine": "m", "keras": "3", "samples": 1, "epochs": 1, "repeats": 2})
+    assert "fails: InvalidArgumentError" in text and "| 3.00x | 1.5x |" in text
+
+
+def test_plot_writes_a_png(tmp_path):
+    table = bench_fit.summarise(_rows())
+    results = {
+        "fit": {"rows": table, "targets": bench_fit.ratios(table)},
+        "conditioning": {"meta": {"num_mixtures": 10, "K": 8, "D": 6},
+                         "rows": [{"method": "numpy", "seconds": 1.0},
+                                  {"method": "mdn_layers.condition, float32, eager",
+                                   "seconds": 0.1}]},
+        "accuracy": {"rows": [{"task": "t", "head": h, "gap": g}
+                              for h, g in [("a", 0.01), ("b", 0.2)]]},
+    }
+    run_all.plot(results, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+
+
+def test_run_all_quick_writes_the_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "run_all.py"), "--quick", "--only",
+         "conditioning", "--out", str(tmp_path)], capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "## Conditioning" in report and "| numpy float64, vectorised" in report
+    assert (tmp_path / "results.png").exists()
