@@ -6,8 +6,9 @@ time and its peak resident memory above what it held before the call (``ru_maxrs
 
 * ``model.predict`` — the params alone (Keras keeps every batch's output, then concatenates);
 * ``model.predict`` + ``mixture_from_params`` — the same, then the TFP mixture;
-* ``predict_mixture`` — ours: batches are written into one preallocated params array
-  chunk by chunk, then the mixture is built.
+* ``predict_mixture`` — ours: rows are predicted in chunks of about 128 MB of params and
+  each chunk is split into its mixture parts as it arrives (no params array for every row),
+  then the parts are joined.
 
 Before timing, the three agree on the log density of a few rows.
 

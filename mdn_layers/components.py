@@ -232,12 +232,23 @@ def _check_params_width(params, event_size, num_components, covariance):
             f"params_size={expected}.")
 
 
+# Host params with more rows than this are split in chunks of this many rows.
+CHUNK_ROWS = 65_536
+
+
 def params_to_parts(params, event_size, num_components, covariance="full",
                     diag_shift=layout.DEFAULT_DIAG_SHIFT):
     """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`."""
     event_size, num_components, covariance = _validation.check_mixture_config(
         event_size, num_components, covariance)
     diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
+    if isinstance(params, np.ndarray) and params.ndim >= 2 and len(params) > CHUNK_ROWS:
+        # Many rows of host params: split them chunk by chunk, so the split's
+        # intermediates stay chunk-sized, then join the parts once.
+        return _joined_parts(
+            [params_to_parts(params[start:start + CHUNK_ROWS], event_size, num_components,
+                             covariance, diag_shift)
+             for start in range(0, len(params), CHUNK_ROWS)])
     params = _tf_ops.to_tensor(params)
     if not params.dtype.is_floating:
         params = tf.cast(params, tf.float32)
@@ -246,6 +257,25 @@ def params_to_parts(params, event_size, num_components, covariance="full",
         _tf_ops, params, event_size, num_components, covariance, diag_shift)
     return MixtureParts(log_weights, loc, gaussian.dense(_tf_ops, scale),
                         diagonal=covariance != "full")
+
+
+def _joined_parts(pieces):
+    """One :class:`MixtureParts` from pieces along the first batch axis."""
+    if len(pieces) == 1:
+        return pieces[0]
+    joined = [tf.concat([getattr(piece, field) for piece in pieces], axis=0)
+              for field in ("log_weights", "loc", "scale")]
+    return MixtureParts(*joined, diagonal=pieces[0].diagonal)
+
+
+def mixture_from_param_chunks(chunks, event_size, num_components, covariance="full",
+                              diag_shift=layout.DEFAULT_DIAG_SHIFT):
+    """:func:`mixture_from_params` of params arriving in row chunks (an iterable of
+    ``[n_i, ..., P]`` arrays), each split as it arrives; the mixture's batch is their rows
+    in order."""
+    return build_distribution(_joined_parts(
+        [params_to_parts(params, event_size, num_components, covariance, diag_shift)
+         for params in chunks]))
 
 
 def mixture_from_params(params, event_size, num_components, covariance="full",

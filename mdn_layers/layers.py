@@ -8,7 +8,6 @@ the params and :func:`predict_mixture` turns them into a TFP mixture (loading Te
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from mdn_layers import _keras_ops, _validation, gaussian, layout
@@ -358,39 +357,43 @@ def predict_mixture(model, x, batch_size=None):
                          "MixtureDensity layer. For a model emitting params some other way, "
                          "call mdn_layers.mixture_from_params(model.predict(x), ...).")
     check_loss_matches(model, head)
-    params = _predict_streamed(model, x, batch_size)
-    if params.shape[-1] != head.num_params:
-        raise ValueError(f"predict_mixture: the model output has last axis "
-                         f"{params.shape[-1]}, but its MixtureDensity layer "
-                         f"'{head.name}' emits {head.num_params} params.")
-    return head.mixture(params)
+
+    def checked(chunks):
+        for params in chunks:
+            if params.shape[-1] != head.num_params:
+                raise ValueError(f"predict_mixture: the model output has last axis "
+                                 f"{params.shape[-1]}, but its MixtureDensity layer "
+                                 f"'{head.name}' emits {head.num_params} params.")
+            yield params
+
+    from mdn_layers import components  # the analysis path: loads TensorFlow
+    return components.mixture_from_param_chunks(
+        checked(_predict_chunks(model, x, batch_size, head.num_params)),
+        **head._mixture_config())
 
 
-PREDICT_CHUNK_BATCHES = 64
+# predict_mixture predicts this many bytes of params (float32) per model.predict call.
+PREDICT_CHUNK_BYTES = 2**27
 
 
-def _predict_streamed(model, x, batch_size):
-    """``model.predict(x)`` written chunk by chunk into one preallocated array.
+def _predict_chunks(model, x, batch_size, num_params):
+    """Yields ``model.predict`` of consecutive row chunks of ``x`` (numpy params).
 
-    ``model.predict`` keeps every batch's output until it concatenates them, so its peak is
-    twice the result; here each chunk of ``PREDICT_CHUNK_BATCHES`` batches is copied into
-    the result as it arrives. Inputs that cannot be sliced by rows (datasets, generators)
-    go to ``model.predict`` whole.
+    Each chunk holds about ``PREDICT_CHUNK_BYTES`` of params (whole batches), so the caller
+    can turn it into a mixture before the next one is predicted: neither ``model.predict``'s
+    per-batch copies nor a params array for every row are ever held at once. Inputs that
+    cannot be sliced by rows (datasets, generators) are predicted whole.
     """
     leaves = keras.tree.flatten(x)
     sizes = {leaf.shape[0] if len(getattr(leaf, "shape", ())) else None for leaf in leaves}
     if not leaves or len(sizes) != 1 or None in sizes:
-        return model.predict(x, batch_size=batch_size, verbose=0)
+        yield model.predict(x, batch_size=batch_size, verbose=0)
+        return
     rows = sizes.pop()
-    chunk = batch_size * PREDICT_CHUNK_BATCHES
-    result = None
+    chunk = batch_size * max(1, PREDICT_CHUNK_BYTES // (4 * num_params * batch_size))
     for start in range(0, rows, chunk):
         part = keras.tree.map_structure(lambda leaf: leaf[start:start + chunk], x)
-        params = model.predict(part, batch_size=batch_size, verbose=0)
-        if result is None:
-            result = np.empty((rows,) + params.shape[1:], params.dtype)
-        result[start:start + len(params)] = params
-    return result
+        yield model.predict(part, batch_size=batch_size, verbose=0)
 
 
 def check_loss_matches(model, head):

@@ -103,3 +103,17 @@ def test_log_weights_are_normalised_from_probs_or_logits():
                                                                tf.ones([2, 1])))
     np.testing.assert_allclose(np.exp(components.mixture_parts(mixture).log_weights),
                                [0.2, 0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_many_host_rows_are_split_in_chunks_with_the_same_result(rng, covariance, monkeypatch):
+    import mdn_layers
+    size = mdn_layers.params_size(3, 2, covariance)
+    params = rng.normal(size=(23, 4, size)).astype("float32")  # [N, T, P]: chunks along N
+    whole = components.params_to_parts(params, 3, 2, covariance)
+    monkeypatch.setattr(components, "CHUNK_ROWS", 5)
+    chunked = components.params_to_parts(params, 3, 2, covariance)
+    for field in ("log_weights", "loc", "scale"):
+        np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-6,
+                                   atol=1e-7)
+    assert chunked.diagonal == whole.diagonal

@@ -125,7 +125,9 @@ def test_predict_mixture_returns_one_batched_mixture(rng):
 def test_predict_mixture_streams_chunks_of_arrays_and_takes_other_inputs(rng, monkeypatch):
     """Rows spread over several chunks (the last one partial), a two-input model fed a dict,
     and a tf.data pipeline all give the params of calling the model directly."""
-    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BATCHES", 2)
+    # 2 batches of 10 rows per chunk: 18 params per row, 4 bytes each.
+    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BYTES", 2 * 10 * 18 * 4)
+    monkeypatch.setattr(mdn_layers.components, "CHUNK_ROWS", 7)
     first, second = keras.Input((1,), name="first"), keras.Input((2,), name="second")
     hidden = keras.layers.Dense(8, activation="tanh")(
         keras.layers.Concatenate()([first, second]))
