@@ -3,8 +3,9 @@
 Each benchmark script runs in its own process with ``--json``; their markdown tables go
 into ``<out>/RESULTS.md`` under one heading each, and ``<out>/results.png`` plots fit
 throughput (best setting per library), the issue's speed targets, conditioning time and
-accuracy. ``--quick`` runs tiny sizes: a smoke test of the whole pipeline, not numbers to
-quote.
+accuracy. ``--only`` reruns some of them; the report then keeps the others' last results
+(each section says when it ran). ``--quick`` runs tiny sizes: a smoke test of the whole
+pipeline, not numbers to quote.
 
     python benchmarks/run_all.py [--out benchmarks/results] [--quick]
         [--only fit,conditioning,predict,accuracy] [--backends tensorflow,jax,torch]
@@ -49,9 +50,22 @@ def run(name, extra, out_dir):
                             text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{result.stderr[-4000:]}")
-    table = result.stdout.strip()
-    with open(path) as file:
-        return table, json.load(file), time.perf_counter() - start
+    table = f"Run {datetime.date.today()}.\n\n{result.stdout.strip()}"
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as file:
+        file.write(table)
+    return time.perf_counter() - start
+
+
+def load(out_dir):
+    """The markdown and JSON of every benchmark that has run into ``out_dir``."""
+    tables, results = {}, {}
+    for name in FULL:
+        if os.path.exists(os.path.join(out_dir, f"{name}.md")):
+            with open(os.path.join(out_dir, f"{name}.md")) as file:
+                tables[name] = file.read()
+            with open(os.path.join(out_dir, f"{name}.json")) as file:
+                results[name] = json.load(file)
+    return tables, results
 
 
 def plot(results, path):
@@ -131,11 +145,10 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     settings = QUICK if args.quick else FULL
-    tables, results = {}, {}
     for name in args.only.split(","):
         extra = settings[name] + (["--backends", args.backends] if name == "fit" else [])
-        tables[name], results[name], seconds = run(name, extra, args.out)
-        print(f"{name}: {seconds:.0f} s", flush=True)
+        print(f"{name}: {run(name, extra, args.out):.0f} s", flush=True)
+    tables, results = load(args.out)
     import keras
     import tensorflow as tf
     lines = [f"# Benchmark results{' (quick smoke run: not numbers to quote)' if args.quick else ''}",
