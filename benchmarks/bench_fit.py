@@ -4,17 +4,22 @@ Setting: 8 inputs, a 2x64 ReLU trunk, Adam, batch 1024, ``--samples`` rows per e
 each ``(D, K)`` in ``--configs``. Heads: ours (full, diag, spherical) and keras-mdn-layer
 1.0's ``MDN`` (diagonal) on each Keras 3 backend (``jit_compile=True`` on TensorFlow and
 JAX, eager PyTorch), and ``tfp.layers.MixtureSameFamily(K, MultivariateNormalTriL(D))`` on
-tf_keras with and without ``jit_compile``. Each backend runs in its own subprocess
-(Keras picks its backend at import); the heads are interleaved within each repeat. After a
-warm-up epoch (compilation), samples/s is the median over ``--epochs`` timed epochs, then the
-median over ``--repeats``. Before timing, each loss is checked against TFP's log density.
+tf_keras with and without ``jit_compile``; every head also with each
+``--steps-per-execution`` value, so each library is compared at its best setting. Each
+backend runs in its own subprocess (Keras picks its backend at import). Within it, every
+model of a config is built and trains one warm-up (compiling) epoch, then ``--epochs`` rounds
+in which each model trains one epoch in turn, so all heads see the same machine state;
+samples/s is the median over a model's timed epochs, then over ``--repeats`` (the backends'
+subprocesses alternate between repeats). Before timing, each loss is checked against TFP's
+log density.
 
 A final partial batch changes the batch shape, so XLA compiles a second program during the
 first epoch; ``--partial`` adds one run per head at the largest config with
 ``samples + 300`` rows and reports that first epoch's time next to a full-batch one.
 
     python benchmarks/bench_fit.py [--backends tensorflow,jax,torch] [--configs 2x4,8x16]
-        [--samples 32768] [--epochs 2] [--repeats 2] [--partial] [--json results.json]
+        [--samples 32768] [--epochs 2] [--repeats 2] [--partial] [--jit-compile auto]
+        [--steps-per-execution 1,8] [--json results.json]
 """
 
 import argparse
@@ -33,107 +38,132 @@ COMMON = textwrap.dedent("""
     import numpy as np
     from _common import timer_class
 
+    CONFIGS, SAMPLES, EPOCHS, PARTIAL, JIT, STEPS = json.loads(sys.argv[1])
+
     def data(d, samples):
         rng = np.random.default_rng(0)
         x = rng.normal(size=(samples, 8)).astype("float32")
         y = x[:, :1] * np.linspace(-1, 1, d) + rng.normal(size=(samples, d))
         return x, y.astype("float32")
+
+    def describe(error):
+        # The line of a (TensorFlow) error message that says what went wrong.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        useful = [line for line in lines if not line.startswith(("File ", "Graph execution",
+                  "Detected at node", "[[", "tf2xla conversion", "Run with", "<stack traces"))]
+        return f"{type(error).__name__}: {(useful or lines or [''])[0][:160]}"
+
+    def interleaved(models, x, y, timer_class, base):
+        # One warm-up (compiling) epoch per model, then EPOCHS rounds in which every model
+        # trains one epoch in turn, so all heads see the same machine state.
+        stats, live = {}, dict(models)
+        for round_ in range(EPOCHS + 1):
+            for name, model in list(live.items()):
+                timer = timer_class()
+                try:
+                    loss = model.fit(x, y, batch_size=1024, epochs=1, verbose=0,
+                                     callbacks=[timer]).history["loss"][-1]
+                except Exception as error:  # reported, not hidden
+                    stats[name] = {"error": describe(error)}
+                    del live[name]
+                    continue
+                entry = stats.setdefault(name, {"times": []})
+                entry["times"].append(timer.times[0])
+                entry["loss"] = loss
+        rows = []
+        for name, entry in stats.items():
+            row = {**base, "head": name}
+            if "error" in entry:
+                row["error"] = entry["error"]
+            else:
+                row.update(samples_per_s=len(x) / float(np.median(entry["times"][1:])),
+                           first_epoch_s=entry["times"][0], loss=entry["loss"])
+            rows.append(row)
+        return rows
+
+    def first_epochs(models, x, y, timer_class, base):
+        # The final-partial-batch check: two epochs per model, both reported.
+        rows = []
+        for name, model in models.items():
+            row = {**base, "head": name}
+            timer = timer_class()
+            try:
+                model.fit(x, y, batch_size=1024, epochs=2, verbose=0, callbacks=[timer])
+                row.update(partial_first_epoch_s=timer.times[0],
+                           partial_second_epoch_s=timer.times[1])
+            except Exception as error:
+                row["partial_error"] = describe(error)
+            rows.append(row)
+        return rows
 """)
 
 KERAS3_WORKER = COMMON + textwrap.dedent("""
-    import keras, numpy as np
+    import keras
     import keras_mdn_layer, mdn_layers
 
-    CONFIGS, SAMPLES, EPOCHS, PARTIAL = json.loads(sys.argv[1])
     backend = keras.backend.backend()
-    jit = {"jit_compile": True} if backend in ("tensorflow", "jax") else {}
-
-    def heads(d, k):
-        for kind in ("full", "diag", "spherical"):
-            yield (f"ours {kind}", mdn_layers.MixtureDensity(d, k, kind),
-                   mdn_layers.MixtureNLL(d, k, kind))
-        yield ("keras-mdn-layer diag", keras_mdn_layer.MDN(d, k),
-               keras_mdn_layer.get_mixture_loss_func(d, k))
-
+    jit = {"jit_compile": JIT} if backend in ("tensorflow", "jax") else {}
+    steps_options = STEPS if backend != "torch" else [1]  # eager: steps only loop in Python
     Timer = timer_class(keras.callbacks.Callback)
 
-    def fit(head, loss, x, y, epochs):
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(64, activation="relu"),
-                                  keras.layers.Dense(64, activation="relu"), head])
-        model.compile(keras.optimizers.Adam(1e-3), loss=loss, **jit)
-        timer = Timer()
-        history = model.fit(x, y, batch_size=1024, epochs=epochs, verbose=0,
-                            callbacks=[timer]).history["loss"]
-        return timer.times, history
+    def models(d, k, steps_options):
+        out = {}
+        for steps in steps_options:
+            heads = [(f"ours {kind}", mdn_layers.MixtureDensity(d, k, kind),
+                      mdn_layers.MixtureNLL(d, k, kind)) for kind in ("full", "diag", "spherical")]
+            heads.append(("keras-mdn-layer diag", keras_mdn_layer.MDN(d, k),
+                          keras_mdn_layer.get_mixture_loss_func(d, k)))
+            for name, head, loss in heads:
+                keras.utils.set_random_seed(0)
+                model = keras.Sequential([
+                    keras.Input((8,)), keras.layers.Dense(64, activation="relu"),
+                    keras.layers.Dense(64, activation="relu"), head])
+                model.compile(keras.optimizers.Adam(1e-3), loss=loss,
+                              steps_per_execution=steps, **jit)
+                out[name + (f", steps_per_execution={steps}" if steps != 1 else "")] = model
+        return out
 
     results = []
     for d, k in CONFIGS:
-        x, y = data(d, SAMPLES)
-        for name, head, loss in heads(d, k):
-            times, history = fit(head, loss, x, y, EPOCHS + 1)
-            results.append({"head": name, "backend": backend, "D": d, "K": k,
-                            "samples_per_s": SAMPLES / float(np.median(times[1:])),
-                            "first_epoch_s": times[0], "loss": history[-1]})
+        base = {"backend": backend, "D": d, "K": k}
+        results += interleaved(models(d, k, steps_options), *data(d, SAMPLES), Timer, base)
     if PARTIAL:
         d, k = CONFIGS[-1]
-        x, y = data(d, SAMPLES + 300)
-        for name, head, loss in heads(d, k):
-            times, _ = fit(head, loss, x, y, 2)
-            results.append({"head": name, "backend": backend, "D": d, "K": k,
-                             "partial_first_epoch_s": times[0], "partial_second_epoch_s": times[1]})
+        results += first_epochs(models(d, k, [1]), *data(d, SAMPLES + 300), Timer,
+                                {"backend": backend, "D": d, "K": k})
     print(json.dumps(results))
 """)
 
 TF_KERAS_WORKER = COMMON + textwrap.dedent("""
-    import numpy as np, tf_keras, tensorflow_probability as tfp
-
-    CONFIGS, SAMPLES, EPOCHS, PARTIAL = json.loads(sys.argv[1])
+    import tf_keras, tensorflow_probability as tfp
 
     Timer = timer_class(tf_keras.callbacks.Callback)
 
-    def fit(d, k, jit, x, y, epochs):
-        tf_keras.utils.set_random_seed(0)
+    def models(d, k, steps_options):
+        out = {}
         size = int(tfp.layers.MixtureSameFamily.params_size(
             k, tfp.layers.MultivariateNormalTriL.params_size(d)))
-        model = tf_keras.Sequential([
-            tf_keras.Input((8,)), tf_keras.layers.Dense(64, activation="relu"),
-            tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(size),
-            tfp.layers.MixtureSameFamily(k, tfp.layers.MultivariateNormalTriL(d))])
-        model.compile(tf_keras.optimizers.Adam(1e-3), loss=lambda y, dist: -dist.log_prob(y),
-                      jit_compile=jit)
-        timer = Timer()
-        try:
-            history = model.fit(x, y, batch_size=1024, epochs=epochs, verbose=0,
-                                callbacks=[timer]).history["loss"]
-        except Exception as error:  # reported, not hidden
-            return None, f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
-        return timer.times, history
+        for steps in steps_options:
+            for name, jit in [("tfp.layers full", False), ("tfp.layers full, jit_compile", True)]:
+                tf_keras.utils.set_random_seed(0)
+                model = tf_keras.Sequential([
+                    tf_keras.Input((8,)), tf_keras.layers.Dense(64, activation="relu"),
+                    tf_keras.layers.Dense(64, activation="relu"), tf_keras.layers.Dense(size),
+                    tfp.layers.MixtureSameFamily(k, tfp.layers.MultivariateNormalTriL(d))])
+                model.compile(tf_keras.optimizers.Adam(1e-3),
+                              loss=lambda y, dist: -dist.log_prob(y), jit_compile=jit,
+                              steps_per_execution=steps)
+                out[name + (f", steps_per_execution={steps}" if steps != 1 else "")] = model
+        return out
 
     results = []
-    settings = [("tfp.layers full", False), ("tfp.layers full, jit_compile", True)]
     for d, k in CONFIGS:
-        x, y = data(d, SAMPLES)
-        for name, jit in settings:
-            times, history = fit(d, k, jit, x, y, EPOCHS + 1)
-            row = {"head": name, "backend": "tf_keras", "D": d, "K": k}
-            if times is None:
-                row["error"] = history
-            else:
-                row.update(samples_per_s=SAMPLES / float(np.median(times[1:])),
-                           first_epoch_s=times[0], loss=history[-1])
-            results.append(row)
+        base = {"backend": "tf_keras", "D": d, "K": k}
+        results += interleaved(models(d, k, STEPS), *data(d, SAMPLES), Timer, base)
     if PARTIAL:
         d, k = CONFIGS[-1]
-        x, y = data(d, SAMPLES + 300)
-        for name, jit in settings:
-            times, history = fit(d, k, jit, x, y, 2)
-            row = {"head": name, "backend": "tf_keras", "D": d, "K": k}
-            if times is None:
-                row["partial_error"] = history
-            else:
-                row.update(partial_first_epoch_s=times[0], partial_second_epoch_s=times[1])
-            results.append(row)
+        results += first_epochs(models(d, k, [1]), *data(d, SAMPLES + 300), Timer,
+                                {"backend": "tf_keras", "D": d, "K": k})
     print(json.dumps(results))
 """)
 
@@ -198,9 +228,10 @@ def summarise(runs):
                 entry[field] = statistics.median(values)
                 if field == "samples_per_s":
                     entry["range"] = (min(values), max(values))
-        errors = [row.get("error") or row.get("partial_error") for row in rows]
-        if any(errors):
-            entry["error"] = next(e for e in errors if e)
+        for field in ("error", "partial_error"):
+            errors = [row[field] for row in rows if row.get(field)]
+            if errors:
+                entry[field] = errors[0]
         table.append(entry)
     return table
 
@@ -231,7 +262,9 @@ def ratios(table):
 def markdown(table, target_rows, meta):
     lines = [f"Machine: {meta['machine']}; Keras {meta['keras']}; batch 1024, "
              f"{meta['samples']} samples/epoch, median of {meta['epochs']} timed epochs x "
-             f"{meta['repeats']} repeats; TF and JAX with jit_compile=True, PyTorch eager.", "",
+             f"{meta['repeats']} repeats; TF and JAX with jit_compile={meta['jit_compile']}, "
+             f"PyTorch eager; steps_per_execution in {{{meta['steps_per_execution']}}} (a "
+             "head's name says when it is not 1).", "",
              "| D | K | head | backend | samples/s | range | first epoch (s) |",
              "|---:|---:|---|---|---:|---|---:|"]
     for row in sorted(table, key=lambda r: (r["D"], r["K"], r["head"], r["backend"])):
@@ -250,7 +283,7 @@ def markdown(table, target_rows, meta):
                      f"{row['ours_best'][0] / 1e3:,.0f}k ({row['ours_best'][1]}) | "
                      f"{row['peer_best'][0] / 1e3:,.0f}k ({row['peer_best'][1]}) | "
                      f"{row['ratio']:.2f}x | {row['target']:.1f}x |")
-    partial = [row for row in table if "partial_first_epoch_s" in row]
+    partial = [row for row in table if "partial_first_epoch_s" in row or "partial_error" in row]
     if partial:
         lines += ["", "Final partial batch (D, K as the largest config; 300 extra rows): first "
                   "and second epoch, seconds", "",
@@ -260,6 +293,10 @@ def markdown(table, target_rows, meta):
             full = next((r["first_epoch_s"] for r in table if r["head"] == row["head"]
                          and r["backend"] == row["backend"] and r["D"] == row["D"]
                          and r["K"] == row["K"] and "first_epoch_s" in r), float("nan"))
+            if "partial_error" in row:
+                lines.append(f"| {row['head']} | {row['backend']} | {full:.1f} | fails: "
+                             f"{row['partial_error']} | |")
+                continue
             lines.append(f"| {row['head']} | {row['backend']} | {full:.1f} | "
                          f"{row['partial_first_epoch_s']:.1f} | "
                          f"{row['partial_second_epoch_s']:.1f} |")
@@ -273,11 +310,16 @@ def main():
     parser.add_argument("--configs", default="2x4,2x8,2x16,4x4,4x8,4x16,8x4,8x8,8x16",
                         help="comma-separated DxK")
     parser.add_argument("--samples", type=int, default=32768)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per run")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs (rounds) per model")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-tf-keras", action="store_true", help="skip tfp.layers")
     parser.add_argument("--partial", action="store_true",
                         help="also time a final partial batch at the largest config")
+    parser.add_argument("--jit-compile", default="true", choices=["true", "auto"],
+                        help="jit_compile of the Keras 3 heads on TensorFlow and JAX")
+    parser.add_argument("--steps-per-execution", default="1,8",
+                        help="comma-separated values, each run for every head (TF and JAX; "
+                             "PyTorch runs 1)")
     parser.add_argument("--json", help="write the summarised rows here")
     parser.add_argument("--timeout", type=int, default=3600)
     args = parser.parse_args()
@@ -286,7 +328,9 @@ def main():
         check_losses_against_tfp(d, k)
     modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
     backends = [b for b in args.backends.split(",") if importlib.util.find_spec(modules[b])]
-    config = [configs, args.samples, args.epochs, args.partial]
+    jit = True if args.jit_compile == "true" else "auto"
+    steps = [int(value) for value in args.steps_per_execution.split(",")]
+    config = [configs, args.samples, args.epochs, args.partial, jit, steps]
     runs = []
     for _ in range(args.repeats):
         for backend in backends:
@@ -297,7 +341,8 @@ def main():
     import keras
     meta = {"machine": machine(),
             "keras": keras.__version__, "samples": args.samples, "epochs": args.epochs,
-            "repeats": args.repeats, "backends": backends}
+            "repeats": args.repeats, "backends": backends, "jit_compile": args.jit_compile,
+            "steps_per_execution": args.steps_per_execution}
     target_rows = ratios(table)
     print(markdown(table, target_rows, meta))
     write_json(args.json, meta, table, targets=target_rows)

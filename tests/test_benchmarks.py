@@ -40,7 +40,8 @@ def test_fit_summary_takes_medians_and_ratios_against_each_peers_best():
     assert targets[("ours full", "tfp.layers")]["ratio"] == pytest.approx(3.0)
     assert targets[("ours diag", "keras-mdn-layer")]["ratio"] == pytest.approx(1.5)
     text = bench_fit.markdown(table, bench_fit.ratios(table), {
-        "machine": "m", "keras": "3", "samples": 1, "epochs": 1, "repeats": 2})
+        "machine": "m", "keras": "3", "samples": 1, "epochs": 1, "repeats": 2,
+        "jit_compile": "true", "steps_per_execution": "1,8"})
     assert "fails: InvalidArgumentError" in text and "| 3.00x | 1.5x |" in text
 
 
