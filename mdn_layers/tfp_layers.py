@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from mdn_layers import _tf_ops, _validation, layout, summaries
+from mdn_layers import _tf_ops, _validation, components, layout, summaries
 
 _PACKAGE = "mdn_layers"
 _CONVERT_TO_TENSOR_FNS = {
@@ -189,5 +189,7 @@ def predict_mixture(model, x, batch_size=None):
     except (AttributeError, ValueError) as error:
         raise ValueError("predict_mixture needs a functional or Sequential tf_keras model "
                          f"whose {head.name!r} layer has a single input.") from error
-    features = features_model.predict(x, batch_size=batch_size, verbose=0)
-    return head.mixture(head.params(features))
+    from mdn_layers.layers import _predict_chunks  # the same row chunking as Keras 3 models
+    chunks = (head.params(features) for features in _predict_chunks(
+        features_model, x, batch_size or 1024, head.num_params))
+    return components.mixture_from_param_chunks(chunks, **head._mixture_config())

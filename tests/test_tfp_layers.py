@@ -182,3 +182,18 @@ def test_subclassed_tf_keras_model_builds_the_layer_inside_fit(rng):
     model.compile("adam", loss=tfp_layers.negative_log_likelihood)
     x, y = rng.normal(size=(20, 1)).astype("float32"), rng.normal(size=(20, 2)).astype("float32")
     assert np.isfinite(model.fit(x, y, verbose=0).history["loss"][0])
+
+
+def test_predict_mixture_streams_row_chunks(monkeypatch):
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.Input((1,)),
+                                 tf_keras.layers.Dense(8, activation="tanh"),
+                                 tfp_layers.MixtureDensity(2, 3)])
+    x = np.linspace(-1, 1, 53, dtype="float32")[:, None]
+    y = np.stack([x[:, 0], -x[:, 0]], -1)
+    expected = model(x).log_prob(y)
+    # 2 batches of 10 rows per chunk (18 params per row, 4 bytes each): 3 chunks.
+    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BYTES", 2 * 10 * 18 * 4)
+    mixture = mdn_layers.predict_mixture(model, x, batch_size=10)
+    assert mixture.batch_shape == (53,)
+    np.testing.assert_allclose(mixture.log_prob(y), expected, rtol=1e-5, atol=1e-5)
