@@ -75,6 +75,14 @@ def split_last_axis(x, shape):
     return tf.reshape(x, tf.concat([tf.shape(x)[:-1], shape], 0))
 
 
+def split(x, indices_or_sections, axis=0):
+    """NumPy's (and ``keras.ops``') ``split``: equal sections, or the indices to cut at."""
+    if isinstance(indices_or_sections, int):
+        return tf.split(x, indices_or_sections, axis=axis)
+    cuts = [0, *indices_or_sections, x.shape[axis]]
+    return tf.split(x, [end - start for start, end in zip(cuts[:-1], cuts[1:])], axis=axis)
+
+
 def stack(xs, axis=0):
     return tf.stack(xs, axis=axis)
 
