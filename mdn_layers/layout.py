@@ -68,6 +68,14 @@ def tril_fill_indices(event_size):
     return fill
 
 
+@functools.lru_cache(maxsize=None)
+def tril_positions(event_size):
+    """:func:`tril_fill_indices` as nested tuples of Python ints (``[i][j]``, ``j <= i``),
+    for code that ``torch.compile`` traces (it cannot iterate over numpy arrays)."""
+    fill = tril_fill_indices(event_size)
+    return tuple(tuple(int(fill[i, j]) for j in range(i + 1)) for i in range(event_size))
+
+
 class IndexMaps(NamedTuple):
     """Static positions inside a params vector of width ``P`` and inside one component block.
 
@@ -127,7 +135,7 @@ class PackedTril(NamedTuple):
 
     def entry(self, i, j):
         """``[...]`` the factor's entry ``(i, j)``, ``i >= j``."""
-        return self.pieces[tril_fill_indices(self.event_size)[i, j]]
+        return self.pieces[tril_positions(self.event_size)[i][j]]
 
 
 def dense_tril(ops, packed):
@@ -157,9 +165,11 @@ def split_params(ops, params, event_size, num_components, covariance,
     if covariance == "full":
         pieces = [piece[..., 0] for piece in
                   ops.split(entries, scale_params_size(event_size, covariance), axis=-1)]
-        for position in maps.diagonal:
+        positions = tril_positions(event_size)
+        diagonal_positions = [positions[i][i] for i in range(event_size)]
+        for position in diagonal_positions:
             pieces[position] = ops.softplus(pieces[position]) + diag_shift
-        diagonal = ops.stack([pieces[position] for position in maps.diagonal], axis=-1)
+        diagonal = ops.stack([pieces[position] for position in diagonal_positions], axis=-1)
         return log_weights, loc, PackedTril(diagonal, entries, tuple(pieces))
     diagonal = entries if covariance == "diag" else ops.take(entries, maps.diagonal, axis=-1)
     return log_weights, loc, ops.softplus(diagonal) + diag_shift
