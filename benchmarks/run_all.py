@@ -107,8 +107,10 @@ def plot(results, path):
     if "conditioning" in results:
         ax = axes[1, 0]
         rows = results["conditioning"]["rows"]
-        ax.barh([r["method"].split(" (")[0].replace("mdn_layers.condition, ", "ours, ")
-                 for r in rows], [r["seconds"] for r in rows], color="tab:green")
+        labels = [r["method"].split(" (")[0].replace("mdn_layers.condition, ", "ours, ")
+                  .replace("tf.function(jit_compile=True)", "XLA").replace(", vectorised", "")
+                  .replace(", one observation at a time", "") for r in rows]
+        ax.barh(labels, [r["seconds"] for r in rows], color="tab:green")
         ax.set_xscale("log")
         ax.set_xlabel("seconds (log)")
         meta = results["conditioning"]["meta"]
