@@ -3,6 +3,8 @@
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -32,6 +34,17 @@ def worker_env(backend):
     path = os.pathsep.join(filter(None, [BENCHMARKS_DIR, os.environ.get("PYTHONPATH")]))
     return {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONPATH": path}
+
+
+def run_worker(code, argument, backend, timeout):
+    """Runs ``python -c code json(argument)`` on a Keras ``backend``; returns the JSON of its
+    last stdout line, or raises with the end of its stderr."""
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(argument)],
+                            env=worker_env(backend), capture_output=True, text=True,
+                            timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"worker on {backend} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def write_json(path, meta, rows, **extra):

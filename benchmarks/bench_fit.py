@@ -24,14 +24,11 @@ first epoch; ``--partial`` adds one run per head at the largest config with
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
-import subprocess
-import sys
 import textwrap
 
-from _common import machine, worker_env, write_json
+from _common import machine, run_worker, write_json
 
 COMMON = textwrap.dedent("""
     import json, sys
@@ -182,12 +179,17 @@ def check_losses_against_tfp(event_size, num_components):
     for kind in ("full", "diag", "spherical"):
         params = rng.normal(size=(64, mdn_layers.params_size(event_size, num_components, kind)))
         params = params.astype("float32")
-        reference = mdn_layers.mixture_from_params(params, event_size, num_components,
-                                                   kind).log_prob(y)
-        if kind == "full":  # and the full layout is TFP's own layer's
+        if kind == "full":  # the full layout is TFP's own layer's
             reference = tfp.layers.MixtureSameFamily.new(
                 params, num_components, tfp.layers.MultivariateNormalTriL(event_size)
             ).log_prob(y)
+        else:  # [K logits | per component: D means, D (or 1) softplus scales]
+            blocks = params[:, num_components:].reshape(64, num_components, -1)
+            scale = np.broadcast_to(np.logaddexp(0.0, blocks[..., event_size:]) + 1e-5,
+                                    blocks[..., :event_size].shape)
+            reference = tfd.MixtureSameFamily(
+                tfd.Categorical(logits=params[:, :num_components]),
+                tfd.MultivariateNormalDiag(blocks[..., :event_size], scale)).log_prob(y)
         ours = mdn_layers.MixtureNLL(event_size, num_components, kind).call(y, params)
         np.testing.assert_allclose(-np.asarray(ours), reference, rtol=1e-4, atol=1e-4)
     diag = rng.normal(size=(64, num_components * (2 * event_size + 1))).astype("float32")
@@ -201,15 +203,6 @@ def check_losses_against_tfp(event_size, num_components):
                                    np.asarray(sigma).reshape(64, num_components, event_size))
     ).log_prob(y)
     np.testing.assert_allclose(np.asarray(peer), truth, rtol=1e-4, atol=1e-4)
-
-
-def run_worker(worker, backend, config, timeout):
-    result = subprocess.run([sys.executable, "-c", worker, json.dumps(config)],
-                            env=worker_env(backend),
-                            capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise RuntimeError(f"{backend} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def summarise(runs):
@@ -334,9 +327,9 @@ def main():
     runs = []
     for _ in range(args.repeats):
         for backend in backends:
-            runs.append(run_worker(KERAS3_WORKER, backend, config, args.timeout))
+            runs.append(run_worker(KERAS3_WORKER, config, backend, args.timeout))
         if not args.no_tf_keras:
-            runs.append(run_worker(TF_KERAS_WORKER, "tensorflow", config, args.timeout))
+            runs.append(run_worker(TF_KERAS_WORKER, config, "tensorflow", args.timeout))
     table = summarise(runs)
     import keras
     meta = {"machine": machine(),

@@ -17,12 +17,9 @@ Before timing, the three agree on the log density of a few rows.
 """
 
 import argparse
-import json
-import subprocess
-import sys
 import textwrap
 
-from _common import machine, worker_env, write_json
+from _common import machine, run_worker, write_json
 
 WORKER = textwrap.dedent("""
     import json, resource, sys, time
@@ -61,16 +58,6 @@ METHODS = {"predict": "model.predict (params only)",
            "predict_mixture": "mdn_layers.predict_mixture (streamed)"}
 
 
-def run(method, args):
-    out = subprocess.run([sys.executable, "-c", WORKER,
-                          json.dumps([method, args.rows, args.event_size, args.components])],
-                         env=worker_env(args.backend), capture_output=True, text=True,
-                         timeout=1800)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -80,7 +67,8 @@ def main():
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     import numpy as np
-    results = [run(method, args) for method in METHODS]
+    results = [run_worker(WORKER, [method, args.rows, args.event_size, args.components],
+                          args.backend, 1800) for method in METHODS]
     np.testing.assert_allclose(results[1]["check"], results[2]["check"], rtol=1e-5)
     size = args.rows * (args.event_size * (args.event_size + 3) // 2 + 1) * args.components
     params_mb = size * 4 / 2**20

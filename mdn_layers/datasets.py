@@ -83,7 +83,6 @@ def correlated_2d(num_samples, seed=0, dtype="float32"):
     return _sample_task(x, log_weights, loc, scale_tril, rng, dtype)
 
 
-
 def correlated_3d(num_samples, seed=0, dtype="float32"):
     """3-D targets from two Gaussians whose weights, means and full covariances move with x.
 
