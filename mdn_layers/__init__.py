@@ -16,8 +16,9 @@ The tf_keras front-end (``tfp.layers.DistributionLambda`` style) lives in
 import importlib
 
 from mdn_layers import metrics
-from mdn_layers.layers import MixtureDensity, MixtureNLL, predict_mixture
+from mdn_layers.layers import MixtureDensity
 from mdn_layers.layout import params_size
+from mdn_layers.losses import MixtureNLL
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,9 @@ _LAZY_ATTRIBUTES = {
     "condition": "mdn_layers.conditioning",
     "marginalize": "mdn_layers.conditioning",
     "rescale": "mdn_layers.conditioning",
-    "mixture_from_params": "mdn_layers.components",
+    "ensemble": "mdn_layers.ensembles",
+    "mixture_from_params": "mdn_layers.distributions",
+    "predict_mixture": "mdn_layers.prediction",
     "sample": "mdn_layers.sampling",
     "central_interval": "mdn_layers.summaries",
     "mode": "mdn_layers.summaries",
@@ -55,6 +58,7 @@ __all__ = [
     "central_interval",
     "condition",
     "datasets",
+    "ensemble",
     "marginalize",
     "metrics",
     "mixture_from_params",

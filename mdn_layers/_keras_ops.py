@@ -6,7 +6,7 @@
 
 from keras import ops as _ops
 from keras.backend import backend as _backend
-from keras.ops import (argmax, cast, cholesky, concatenate, erf, exp, expand_dims,  # noqa: F401
+from keras.ops import (argmax, cast, cholesky, concatenate, erf, exp, expand_dims, expm1,  # noqa: F401,E501
                        fori_loop, isnan, log, log_softmax, logical_not, logsumexp, matmul,
                        max, min, moveaxis, one_hot, reshape, split, sqrt, square, stack, sum,
                        swapaxes, take, where, zeros_like)

@@ -12,6 +12,7 @@ cholesky = tf.linalg.cholesky
 erf = tf.math.erf
 erfc = tf.math.erfc
 exp = tf.exp
+expm1 = tf.math.expm1
 isnan = tf.math.is_nan
 log = tf.math.log
 logical_not = tf.logical_not

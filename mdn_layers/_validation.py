@@ -130,3 +130,55 @@ def check_initialisation(initial_scale, loc_spread, diag_shift):
         raise ValueError(f"`initial_scale` must exceed `diag_shift`={diag_shift}; "
                          f"received {initial_scale!r}.")
     return initial_scale, check_nonnegative_float(loc_spread, "loc_spread")
+
+
+def check_bool(value, name):
+    """Returns ``value`` as a Python bool, or raises if it is not a bool (``bool("false")`` is
+    True, so strings and numbers are refused rather than converted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False; received {value!r} "
+                         f"of type {type(value).__name__}.")
+    return bool(value)
+
+
+def check_weights(weights, size, name):
+    """``weights`` as a float64 ``[size]`` numpy array of positive finite numbers, or raises."""
+    try:
+        array = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be {size} positive floats; received {weights!r}.") \
+            from None
+    if array.shape != (size,) or not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError(f"`{name}` must be {size} positive finite floats (one per member); "
+                         f"received {weights!r}.")
+    return array
+
+
+def check_target_statistics(target_loc, target_scale, event_size, covariance):
+    """``(target_loc, target_scale)`` as tuples of ``event_size`` floats, or ``(None, None)``.
+
+    Both or neither; finite; positive scales, all equal for ``"spherical"`` (one standard
+    deviation is shared by every dim).
+    """
+    if target_loc is None and target_scale is None:
+        return None, None
+    if target_loc is None or target_scale is None:
+        raise ValueError("`target_loc` and `target_scale` go together: pass both or neither; "
+                         f"received target_loc={target_loc!r}, target_scale={target_scale!r}.")
+    values = []
+    for name, value in (("target_loc", target_loc), ("target_scale", target_scale)):
+        try:
+            array = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"`{name}` must be {event_size} floats; received {value!r}.") \
+                from None
+        if array.shape != (event_size,) or not np.all(np.isfinite(array)):
+            raise ValueError(f"`{name}` must be {event_size} finite floats (one per target "
+                             f"dim); received {value!r}.")
+        values.append(array)
+    if not np.all(values[1] > 0):
+        raise ValueError(f"`target_scale` must be positive; received {target_scale!r}.")
+    if covariance == "spherical" and not np.all(values[1] == values[1][0]):
+        raise ValueError("`target_scale` must be one value repeated for covariance="
+                         f"'spherical' (one shared standard deviation); received {target_scale!r}.")
+    return tuple(values[0].tolist()), tuple(values[1].tolist())

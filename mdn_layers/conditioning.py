@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers import _tf_ops, _validation, gaussian
-from mdn_layers.components import (MixtureParts, build_distribution, mixture_parts,
+from mdn_layers.distributions import (MixtureParts, build_distribution, mixture_parts,
                                    require_vector_event)
 
 _SINGULAR_MESSAGE = (

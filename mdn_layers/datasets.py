@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers.components import MixtureParts, build_distribution
+from mdn_layers.distributions import MixtureParts, build_distribution
 
 
 class Task(NamedTuple):

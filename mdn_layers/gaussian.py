@@ -291,6 +291,23 @@ def marginal_crps(ops, log_weights, loc, stddev, values):
     return to_value - 0.5 * spread
 
 
+def _norm(ops, x):
+    """Euclidean norm over the last axis, with a finite gradient at 0."""
+    return ops.sqrt(ops.sum(ops.square(x), axis=-1) + 1e-30)
+
+
+def energy_score(ops, first, second, values, observed=None):
+    """``[...]`` Monte Carlo energy score ``E||X - y|| - 1/2 E||X - X'||`` (Gneiting & Raftery,
+    2007, eq. 22) from two independent sets of draws ``first``, ``second`` ``[S, ..., D]``
+    (sample axis first) at ``values`` ``[..., D]``; with ``observed`` ``[..., D]`` (1.0 where
+    present) the norms run over the observed dims only."""
+    if observed is not None:
+        first, second, values = first * observed, second * observed, values * observed
+    to_value = ops.sum(_norm(ops, first - values), axis=0)
+    spread = ops.sum(_norm(ops, first - second), axis=0)
+    return (to_value - 0.5 * spread) / first.shape[0]
+
+
 # --- Sampling --------------------------------------------------------------------------
 
 def draw(ops, log_weights, loc, scale, diagonal, uniform, noise, temperature,

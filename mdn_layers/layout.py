@@ -189,12 +189,15 @@ def initial_params(ops, event_size, num_components, covariance, locs, scale,
 
     Args:
       locs: ``[K, D]`` component means, a float tensor of ``ops``; the result has its dtype.
-      scale: positive float, every component's standard deviation per dim
-        (off-diagonal Cholesky entries are zero).
+      scale: positive float, every component's standard deviation per dim, or ``[K]`` of
+        them, one per component (off-diagonal Cholesky entries are zero).
     """
     maps = index_maps(event_size, num_components, covariance)
     size = maps.positive.size
-    base = np.where(maps.positive, _inverse_positive_scale(scale, diag_shift), 0.0)
+    per_component = np.broadcast_to(np.asarray(scale, np.float64), (num_components,))
+    component = np.maximum(affine_maps(event_size, num_components, covariance).component, 0)
+    base = np.where(maps.positive,
+                    _inverse_positive_scale(per_component[component], diag_shift), 0.0)
     # Position p takes locs[j] where maps.loc holds p at flat index j, else a zero.
     source = np.full(size, num_components * event_size)
     source[maps.loc.ravel()] = np.arange(num_components * event_size)
@@ -203,26 +206,78 @@ def initial_params(ops, event_size, num_components, covariance, locs, scale,
     return ops.take(padded, source, axis=0) + ops.cast(base, locs.dtype)
 
 
-class MixtureConfig:
-    """Mixin for layers, losses and metrics: the ``(event_size, num_components, covariance,
-    diag_shift)`` quadruple, validated once, and what follows from it."""
+class AffineMaps(NamedTuple):
+    """Static maps of a params vector ``[P]`` for an affine map of the targets.
 
-    def _init_mixture_config(self, event_size, num_components, covariance, diag_shift):
-        self.event_size, self.num_components, self.covariance = (
-            _validation.check_mixture_config(event_size, num_components, covariance))
-        self.diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
-        self.num_params = params_size(self.event_size, self.num_components, self.covariance)
+    Attributes:
+      dim: ``[P]`` the target dim whose scale multiplies the entry (a mean's dim, a Cholesky
+        row, a standard deviation's dim), ``D`` for entries it leaves alone (logits).
+      is_loc: ``[P]`` bool, the component means (shifted as well as scaled).
+      component: ``[P]`` the component an entry belongs to (``-1`` for logits).
+    """
+    dim: np.ndarray
+    is_loc: np.ndarray
+    component: np.ndarray
 
-    def _mixture_config(self):
-        return {"event_size": self.event_size, "num_components": self.num_components,
-                "covariance": self.covariance, "diag_shift": self.diag_shift}
 
-    def _split(self, ops, params):
-        return split_params(ops, params, self.event_size, self.num_components,
-                            self.covariance, self.diag_shift)
+@functools.lru_cache(maxsize=None)
+def affine_maps(event_size, num_components, covariance):
+    """:class:`AffineMaps` of a validated config (cached)."""
+    num_scale = scale_params_size(event_size, covariance)
+    block = event_size + num_scale
+    if covariance == "full":
+        rows = np.zeros(num_scale, int)
+        fill = tril_fill_indices(event_size)
+        for i in range(event_size):
+            rows[fill[i, :i + 1]] = i
+    else:
+        rows = np.arange(num_scale)  # diag: its dim; spherical: dim 0 (equal scales)
+    dim = np.concatenate([np.full(num_components, event_size),
+                          np.tile(np.concatenate([np.arange(event_size), rows]),
+                                  num_components)])
+    is_loc = np.concatenate([np.zeros(num_components, bool),
+                             np.tile(np.arange(block) < event_size, num_components)])
+    component = np.concatenate([np.full(num_components, -1),
+                                np.repeat(np.arange(num_components), block)])
+    return AffineMaps(dim, is_loc, component)
 
-    def mixture(self, params):
-        """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe (loads TFP)."""
-        from mdn_layers.components import mixture_from_params  # the analysis path
-        return mixture_from_params(params, self.event_size, self.num_components,
-                                   self.covariance, self.diag_shift)
+
+def rescale_params(ops, params, event_size, num_components, covariance, loc, scale):
+    """Params ``[..., P]`` of the mixture of ``loc + scale * Y``, ``Y`` the mixture of ``params``.
+
+    ``loc``, ``scale`` ``[D]`` tensors of ``ops`` (``scale`` positive; for ``"spherical"`` all
+    entries equal). Means become ``loc + scale * mean``, Cholesky rows (off-diagonal
+    entries) and standard deviations scale by ``scale``; a positive entry ``x`` (a standard
+    deviation ``softplus(x) + diag_shift``) maps to ``softplus^-1(scale * softplus(x))``, so
+    the new standard deviation is ``scale * softplus(x) + diag_shift``: the ``diag_shift``
+    floor stays a floor in the new units. Elementwise, so it compiles anywhere.
+    """
+    maps = index_maps(event_size, num_components, covariance)
+    affine = affine_maps(event_size, num_components, covariance)
+    dtype_like = params
+    one = ops.cast(np.ones(1), dtype_like.dtype)
+    scale = ops.cast(scale, dtype_like.dtype)
+    multiplier = ops.take(ops.concatenate([scale, one], axis=0), affine.dim, axis=0)  # [P]
+    shift = ops.take(ops.concatenate([ops.cast(loc, dtype_like.dtype), 0.0 * one], axis=0),
+                     np.where(affine.is_loc, affine.dim, event_size), axis=0)
+    linear = params * multiplier + shift
+    # Far below zero softplus(x) = exp(x) to float64 precision, and the map is x + log(scale);
+    # the other branch then never sees such x, so its gradient stays finite.
+    far_below = params < -30.0
+    safe = ops.where(far_below, ops.zeros_like(params), params)
+    stretched = multiplier * ops.softplus(safe)
+    inverse = stretched + ops.log(-ops.expm1(-stretched))
+    positive = ops.where(far_below, params + ops.log(multiplier), inverse)
+    return ops.where(ops.cast(maps.positive, "bool"), positive, linear)
+
+
+# Rows of params are processed in chunks of about this many bytes (predicting, splitting),
+# so the intermediates of a large batch never exist for every row at once.
+CHUNK_BYTES = 2**25
+
+
+def chunk_rows(num_params, multiple=1):
+    """Rows per chunk of ``[rows, num_params]`` float32 params: about :data:`CHUNK_BYTES`,
+    a positive multiple of ``multiple`` (a batch size)."""
+    rows = CHUNK_BYTES // (4 * max(int(num_params), 1))
+    return multiple * max(1, rows // multiple)

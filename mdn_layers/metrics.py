@@ -17,8 +17,8 @@ Example:
 import keras
 from keras import ops
 
-from mdn_layers import _keras_ops, _validation, gaussian, layout
-from mdn_layers.layers import _PACKAGE, TargetsMixin, keras_mask
+from mdn_layers import _config, _keras_ops, _validation, gaussian, layout
+from mdn_layers._targets import TargetsMixin, keras_mask
 
 _QUANTILE_ITERATIONS = 60
 
@@ -37,7 +37,7 @@ class _MixtureMetric(TargetsMixin, keras.metrics.Mean):
                  dtype=None):
         super().__init__(name=name or self.default_name, dtype=dtype)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
-        self.allow_missing = bool(allow_missing)
+        self.allow_missing = _validation.check_bool(allow_missing, "allow_missing")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         mask = keras_mask(y_pred)
@@ -47,7 +47,7 @@ class _MixtureMetric(TargetsMixin, keras.metrics.Mean):
         y_true = self._check_finite_targets(self._targets_like(y_true, y_pred, mask))
         observed = ops.cast(ops.logical_not(ops.isnan(y_true)), y_pred.dtype)
         filled = ops.where(ops.isnan(y_true), ops.zeros_like(y_true), y_true)
-        values = self.score(self._split(_keras_ops, y_pred), y_true, filled, observed)
+        values = self.score(self.split(_keras_ops, y_pred), y_true, filled, observed)
         weight = ops.ones_like(values)
         if mask is not None:
             weight = weight * ops.cast(mask, values.dtype)
@@ -62,7 +62,7 @@ class _MixtureMetric(TargetsMixin, keras.metrics.Mean):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "allow_missing": self.allow_missing,
-                **self._mixture_config()}
+                **self.mixture_config()}
 
     def _marginals(self, parts):
         log_weights, loc, scale = parts
@@ -76,7 +76,7 @@ def _mean_over_observed(values, observed):
     return ops.sum(values * observed, axis=-1) / ops.maximum(count, 1.0)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_config.PACKAGE)
 class NegativeLogLikelihood(_MixtureMetric):
     """Mean NLL in nats (same value as :class:`mdn_layers.MixtureNLL`, as a metric)."""
     default_name = "nll"
@@ -85,7 +85,7 @@ class NegativeLogLikelihood(_MixtureMetric):
         return -self._log_prob(y_true, parts)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_config.PACKAGE)
 class CRPS(_MixtureMetric):
     """Mean closed-form CRPS over samples and (observed) target dims, in target units."""
     default_name = "crps"
@@ -95,7 +95,7 @@ class CRPS(_MixtureMetric):
         return _mean_over_observed(crps, observed)
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_config.PACKAGE)
 class EnergyScore(_MixtureMetric):
     """Mean Monte Carlo energy score ``E||X - y|| - 1/2 E||X - X'||`` (seeded draws).
 
@@ -127,23 +127,18 @@ class EnergyScore(_MixtureMetric):
                                     seed=self.seed + 1)
         draws = gaussian.draw(_keras_ops, *flat, self.covariance != "full", uniform, noise,
                               1.0, 1.0)  # [rows, 2S, D]
-        mask = ops.expand_dims(ops.reshape(observed, (-1, self.event_size)), 1)
-        target = ops.expand_dims(ops.reshape(filled, (-1, self.event_size)), 1)
-        first, second = draws[:, :self.num_samples], draws[:, self.num_samples:]
-        to_value = ops.mean(_norm((first - target) * mask), axis=1)
-        spread = ops.mean(_norm((first - second) * mask), axis=1)
-        return ops.reshape(to_value - 0.5 * spread, batch_shape)
+        draws = ops.moveaxis(draws, 1, 0)  # [2S, rows, D]
+        score = gaussian.energy_score(
+            _keras_ops, draws[:self.num_samples], draws[self.num_samples:],
+            ops.reshape(filled, (-1, self.event_size)),
+            ops.reshape(observed, (-1, self.event_size)))
+        return ops.reshape(score, batch_shape)
 
     def get_config(self):
         return {**super().get_config(), "num_samples": self.num_samples, "seed": self.seed}
 
 
-def _norm(x):
-    """Euclidean norm over the last axis, with a finite gradient at 0."""
-    return ops.sqrt(ops.sum(ops.square(x), axis=-1) + 1e-30)
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
+@keras.saving.register_keras_serializable(package=_config.PACKAGE)
 class IntervalCoverage(_MixtureMetric):
     """Fraction of (observed) target values inside the central ``level`` interval of their
     marginal; near ``level`` for a calibrated model."""

@@ -9,7 +9,7 @@ plain ``matplotlib.figure.Figure`` that pyplot does not keep open (save it with
 import numpy as np
 import tensorflow as tf
 
-from mdn_layers.components import mixture_parts
+from mdn_layers.distributions import mixture_parts
 from mdn_layers.conditioning import marginalize
 
 

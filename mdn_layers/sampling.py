@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mdn_layers import _tf_ops, _validation, gaussian
-from mdn_layers.components import event_result, mixture_parts
+from mdn_layers.distributions import event_result, mixture_parts
 
 
 def _sample_shape(sample_shape):

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from mdn_layers import _tf_ops, _validation, gaussian
 from mdn_layers.sampling import sample
-from mdn_layers.components import check_values, event_result, log_prob, mixture_parts
-from mdn_layers.summaries import _marginal_parts, cdf, quantile
+from mdn_layers.distributions import check_values, event_result, log_prob, mixture_parts
+from mdn_layers.summaries import marginal_parts, cdf, quantile
 
 
 def nll(dist, values):
@@ -34,7 +34,7 @@ def crps(dist, values):
     0.2337
     """
     parts = mixture_parts(dist)
-    return event_result(parts, gaussian.marginal_crps(_tf_ops, *_marginal_parts(parts),
+    return event_result(parts, gaussian.marginal_crps(_tf_ops, *marginal_parts(parts),
                                                       check_values(parts, values)))
 
 
@@ -54,10 +54,7 @@ def energy_score(dist, values, num_samples=200, seed=0):
     if extra_batch_rank > 0:  # values carry more batch axes than dist: broadcast draws
         draws = tf.reshape(draws, tf.concat(
             [tf.shape(draws)[:1], tf.ones([extra_batch_rank], tf.int32), tf.shape(draws)[1:]], 0))
-    first, second = draws[:num_samples], draws[num_samples:]
-    to_value = tf.reduce_mean(tf.norm(first - values, axis=-1), axis=0)
-    spread = tf.reduce_mean(tf.norm(first - second, axis=-1), axis=0)
-    return to_value - 0.5 * spread
+    return gaussian.energy_score(_tf_ops, draws[:num_samples], draws[num_samples:], values)
 
 
 def pit(dist, values):

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers import _tf_ops, _validation, gaussian
-from mdn_layers.components import (MixtureParts, check_values, component_log_prob, event_result,
+from mdn_layers.distributions import (MixtureParts, check_values, component_log_prob, event_result,
                                    mixture_parts)
 
 
@@ -99,7 +99,7 @@ def mode(dist, max_iterations=200, tolerance=1e-7):
     return event_result(parts, tf.gather(points, best, batch_dims=len(best.shape)))
 
 
-def _marginal_parts(parts):
+def marginal_parts(parts):
     """Log weights ``[*B, K]``, means and standard deviations ``[*B, K, D]`` of each dim."""
     return (parts.log_weights, parts.loc,
             gaussian.marginal_stddev(_tf_ops, parts.scale, parts.diagonal))
@@ -108,7 +108,7 @@ def _marginal_parts(parts):
 def cdf(dist, values):
     """``[*B', D]`` marginal CDF of each dim at ``values`` ``[..., D]`` (broadcast with ``B``)."""
     parts = mixture_parts(dist)
-    return event_result(parts, gaussian.marginal_cdf(_tf_ops, *_marginal_parts(parts),
+    return event_result(parts, gaussian.marginal_cdf(_tf_ops, *marginal_parts(parts),
                                                      check_values(parts, values)))
 
 
@@ -141,7 +141,7 @@ def quantile(dist, probs, num_iterations=80):
         raise ValueError(f"`probs` must be a float or 1-D array in (0, 1); received {probs!r}.")
     num_iterations = _validation.check_positive_int(num_iterations, "num_iterations")
     parts = mixture_parts(dist)
-    result = gaussian.marginal_quantiles(_tf_ops, *_marginal_parts(parts),
+    result = gaussian.marginal_quantiles(_tf_ops, *marginal_parts(parts),
                                          probs_array.reshape(-1), num_iterations)
     result = event_result(parts, result)
     return result[0] if probs_array.ndim == 0 else result

@@ -24,9 +24,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from mdn_layers import _tf_ops, _validation, components, layout, summaries
-
-_PACKAGE = "mdn_layers"
+from mdn_layers import _config, _tf_ops, _validation, distributions, layout, summaries
+from mdn_layers.prediction import predict_mixture  # noqa: F401 - also the tf_keras entry
 _CONVERT_TO_TENSOR_FNS = {
     "mean": tfp.distributions.Distribution.mean,
     "sample": tfp.distributions.Distribution.sample,
@@ -44,8 +43,8 @@ def _convert_to_tensor_fn_name(convert_to_tensor_fn):
                      f"received {convert_to_tensor_fn!r}.")
 
 
-@tf_keras.saving.register_keras_serializable(package=_PACKAGE)
-class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
+@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE)
+class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
     """``DistributionLambda`` turning params ``[..., P]`` into a Gaussian mixture.
 
     With default options a drop-in replacement for
@@ -68,7 +67,8 @@ class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
         convert_name = _convert_to_tensor_fn_name(convert_to_tensor_fn)
         kwargs.pop("make_distribution_fn", None)
         # The mixture is built at call time from this layer's attributes (set below).
-        super().__init__(lambda inputs: self.mixture(self.params(inputs)),
+        super().__init__(lambda inputs: distributions.mixture_from_params(
+            self.params(inputs), **self.mixture_config()),
                          convert_to_tensor_fn=_CONVERT_TO_TENSOR_FNS[convert_name], **kwargs)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
         self.convert_to_tensor_fn_name = convert_name
@@ -82,6 +82,15 @@ class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
         """The mixture params ``[..., P]`` for this layer's inputs (here: the inputs)."""
         return inputs
 
+    def features_model(self, model):
+        """A tf_keras model from ``model``'s inputs to this layer's input (what
+        :func:`mdn_layers.predict_mixture` runs before :meth:`params`)."""
+        try:
+            return tf_keras.Model(model.inputs, self.input)
+        except (AttributeError, ValueError) as error:
+            raise ValueError("predict_mixture needs a functional or Sequential tf_keras model "
+                             f"whose {self.name!r} layer has a single input.") from error
+
     def __call__(self, inputs, *args, **kwargs):
         _validation.reject_foreign_tensors(
             self, inputs, "keras", "This is a tf_keras layer; in a Keras 3 model use "
@@ -92,7 +101,7 @@ class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
     def get_config(self):
         # Skip DistributionLambda/Lambda.get_config, which pickle Python functions.
         config = tf_keras.layers.Layer.get_config(self)
-        config.update(self._mixture_config())
+        config.update(self.mixture_config())
         config["convert_to_tensor_fn"] = self.convert_to_tensor_fn_name
         return config
 
@@ -101,7 +110,7 @@ class MixtureDistribution(layout.MixtureConfig, tfp.layers.DistributionLambda):
         return cls(**config)
 
 
-@tf_keras.saving.register_keras_serializable(package=_PACKAGE)
+@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE)
 class MixtureDensity(MixtureDistribution):
     """Features ``(..., F)`` -> Gaussian mixture: a learned projection plus the mixture.
 
@@ -152,7 +161,7 @@ class MixtureDensity(MixtureDistribution):
         return config
 
 
-@tf_keras.saving.register_keras_serializable(package=_PACKAGE, name="negative_log_likelihood")
+@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE, name="negative_log_likelihood")
 def negative_log_likelihood(y_true, distribution):
     """Per-sample NLL ``-distribution.log_prob(y_true)`` in nats: the loss for these layers."""
     if not hasattr(distribution, "log_prob"):
@@ -171,25 +180,3 @@ def negative_log_likelihood(y_true, distribution):
     y_true = _tf_ops.check_finite(y_true, "negative_log_likelihood: y_true contains NaN or "
                                   "inf.")
     return -distribution.log_prob(y_true)
-
-
-def predict_mixture(model, x, batch_size=None):
-    """Runs a tf_keras distribution model over ``x`` in batches; returns one batched mixture.
-
-    ``model``'s output must come from a :class:`MixtureDistribution` (or
-    :class:`MixtureDensity`) layer. See :func:`mdn_layers.predict_mixture`.
-    """
-    head = next((layer for layer in reversed(model.layers)
-                 if isinstance(layer, MixtureDistribution)), None)
-    if head is None:
-        raise ValueError("predict_mixture: the tf_keras model has no "
-                         "mdn_layers.tfp_layers.MixtureDistribution layer.")
-    try:
-        features_model = tf_keras.Model(model.inputs, head.input)
-    except (AttributeError, ValueError) as error:
-        raise ValueError("predict_mixture needs a functional or Sequential tf_keras model "
-                         f"whose {head.name!r} layer has a single input.") from error
-    from mdn_layers.layers import _predict_chunks  # the same row chunking as Keras 3 models
-    chunks = (head.params(features) for features in _predict_chunks(
-        features_model, x, batch_size or 1024, head.num_params))
-    return components.mixture_from_param_chunks(chunks, **head._mixture_config())

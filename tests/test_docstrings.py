@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["layout", "components", "layers", "metrics", "conditioning", "sampling", "summaries",
+MODULES = ["layout", "distributions", "layers", "losses", "metrics", "prediction", "ensembles",
+           "conditioning", "sampling", "summaries",
            "scores", "tfp_layers"]
 
 

@@ -126,8 +126,7 @@ def test_predict_mixture_streams_chunks_of_arrays_and_takes_other_inputs(rng, mo
     """Rows spread over several chunks (the last one partial), a two-input model fed a dict,
     and a tf.data pipeline all give the params of calling the model directly."""
     # 2 batches of 10 rows per chunk: 18 params per row, 4 bytes each.
-    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BYTES", 2 * 10 * 18 * 4)
-    monkeypatch.setattr(mdn_layers.components, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(mdn_layers.layout, "CHUNK_BYTES", 2 * 10 * 18 * 4)
     first, second = keras.Input((1,), name="first"), keras.Input((2,), name="second")
     hidden = keras.layers.Dense(8, activation="tanh")(
         keras.layers.Concatenate()([first, second]))

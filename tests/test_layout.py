@@ -5,7 +5,7 @@ import tensorflow_probability as tfp
 from conftest import params_for, random_mixture, restrict_covariance, scipy_mixture_logpdf
 
 import mdn_layers
-from mdn_layers import _tf_ops, components, layout
+from mdn_layers import _tf_ops, distributions, layout
 
 tfd = tfp.distributions
 KINDS = ["full", "diag", "spherical"]
@@ -90,7 +90,7 @@ def test_initial_params_give_requested_means_and_scale(covariance):
     locs = np.arange(6.0).reshape(3, 2)
     params = layout.initial_params(_tf_ops, 2, 3, covariance, tf.constant(locs), scale=0.7)
     assert params.shape == (mdn_layers.params_size(2, 3, covariance),)
-    parts = components.params_to_parts(params, 2, 3, covariance)
+    parts = distributions.params_to_parts(params, 2, 3, covariance)
     np.testing.assert_allclose(parts.loc, locs, atol=1e-6)
     np.testing.assert_allclose(parts.covariance(), np.broadcast_to(0.49 * np.eye(2), (3, 2, 2)),
                                atol=1e-5)

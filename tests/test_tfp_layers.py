@@ -193,7 +193,7 @@ def test_predict_mixture_streams_row_chunks(monkeypatch):
     y = np.stack([x[:, 0], -x[:, 0]], -1)
     expected = model(x).log_prob(y)
     # 2 batches of 10 rows per chunk (18 params per row, 4 bytes each): 3 chunks.
-    monkeypatch.setattr(mdn_layers.layers, "PREDICT_CHUNK_BYTES", 2 * 10 * 18 * 4)
+    monkeypatch.setattr(mdn_layers.layout, "CHUNK_BYTES", 2 * 10 * 18 * 4)
     mixture = mdn_layers.predict_mixture(model, x, batch_size=10)
     assert mixture.batch_shape == (53,)
     np.testing.assert_allclose(mixture.log_prob(y), expected, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Gaussian mixtures as TensorFlow tensors: read them from, and build them as, TFP distributions.
+"""The TFP distribution bridge: Gaussian mixtures as tensors (:class:`MixtureParts`), read
+from and built as TFP distributions.
 
 The analysis path (TensorFlow + TFP). Every analysis routine (conditioning, sampling,
 summaries, scores) works on :class:`MixtureParts`, so it accepts any Gaussian mixture TFP
@@ -232,23 +233,20 @@ def _check_params_width(params, event_size, num_components, covariance):
             f"params_size={expected}.")
 
 
-# Host params with more rows than this are split in chunks of this many rows.
-CHUNK_ROWS = 65_536
-
-
 def params_to_parts(params, event_size, num_components, covariance="full",
                     diag_shift=layout.DEFAULT_DIAG_SHIFT):
     """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`."""
     event_size, num_components, covariance = _validation.check_mixture_config(
         event_size, num_components, covariance)
     diag_shift = _validation.check_nonnegative_float(diag_shift, "diag_shift")
-    if isinstance(params, np.ndarray) and params.ndim >= 2 and len(params) > CHUNK_ROWS:
+    rows = layout.chunk_rows(int(np.prod(np.shape(params)[1:])))
+    if isinstance(params, np.ndarray) and params.ndim >= 2 and len(params) > rows:
         # Many rows of host params: split them chunk by chunk, so the split's
         # intermediates stay chunk-sized, then join the parts once.
         return _joined_parts(
-            [params_to_parts(params[start:start + CHUNK_ROWS], event_size, num_components,
+            [params_to_parts(params[start:start + rows], event_size, num_components,
                              covariance, diag_shift)
-             for start in range(0, len(params), CHUNK_ROWS)])
+             for start in range(0, len(params), rows)])
     params = _tf_ops.to_tensor(params)
     if not params.dtype.is_floating:
         params = tf.cast(params, tf.float32)

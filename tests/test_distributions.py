@@ -4,7 +4,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
 
-from mdn_layers import _keras_ops, _tf_ops, components, gaussian
+from mdn_layers import _keras_ops, _tf_ops, distributions, gaussian, layout
 
 tfd = tfp.distributions
 
@@ -59,9 +59,9 @@ def test_unrolled_cholesky_of_an_indefinite_matrix_is_not_finite():
 @pytest.mark.parametrize("event_size", [2, 10])
 def test_log_prob_matches_scipy(rng, event_size):
     weights, means, covs = random_mixture(rng, 3, event_size)
-    parts = components.mixture_parts(tfp_mixture(weights, means, covs))
+    parts = distributions.mixture_parts(tfp_mixture(weights, means, covs))
     y = rng.normal(0, 2, (7, event_size))
-    np.testing.assert_allclose(components.log_prob(parts, y),
+    np.testing.assert_allclose(distributions.log_prob(parts, y),
                                scipy_mixture_logpdf(y, weights, means, covs), rtol=1e-9)
 
 
@@ -78,22 +78,22 @@ def test_mixture_parts_reads_every_normal_kind(rng):
         (tfd.Independent(tfd.Normal(loc, sds), 1), np.diag(sds**2)),
     ]
     for dist, expected in cases:
-        parts = components.mixture_parts(dist)
+        parts = distributions.mixture_parts(dist)
         assert parts.single and parts.log_weights.shape == (2, 1)
         np.testing.assert_allclose(parts.covariance()[:, 0], np.broadcast_to(expected,
                                                                               (2, 3, 3)),
                                    rtol=1e-10, atol=1e-12)
         assert np.all(np.linalg.diagonal(parts.scale_tril().numpy()) >= 0)
-        rebuilt = components.build_distribution(parts)
+        rebuilt = distributions.build_distribution(parts)
         y = rng.normal(size=(2, 3))
         np.testing.assert_allclose(rebuilt.log_prob(y), dist.log_prob(y), rtol=1e-10)
 
 
 def test_mixture_parts_rejects_other_distributions():
     with pytest.raises(TypeError, match="MixtureSameFamily of multivariate normals"):
-        components.mixture_parts(tfd.Gamma(1.0, 1.0))
+        distributions.mixture_parts(tfd.Gamma(1.0, 1.0))
     with pytest.raises(TypeError, match="Categorical"):
-        components.mixture_parts(tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+        distributions.mixture_parts(tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
                                                        tfd.Categorical(logits=[[0.0]] * 2)))
 
 
@@ -101,7 +101,7 @@ def test_log_weights_are_normalised_from_probs_or_logits():
     mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=tf.constant([0.2, 0.8])),
                                     tfd.MultivariateNormalDiag(tf.zeros([2, 1]),
                                                                tf.ones([2, 1])))
-    np.testing.assert_allclose(np.exp(components.mixture_parts(mixture).log_weights),
+    np.testing.assert_allclose(np.exp(distributions.mixture_parts(mixture).log_weights),
                                [0.2, 0.8], rtol=1e-6)
 
 
@@ -110,9 +110,9 @@ def test_many_host_rows_are_split_in_chunks_with_the_same_result(rng, covariance
     import mdn_layers
     size = mdn_layers.params_size(3, 2, covariance)
     params = rng.normal(size=(23, 4, size)).astype("float32")  # [N, T, P]: chunks along N
-    whole = components.params_to_parts(params, 3, 2, covariance)
-    monkeypatch.setattr(components, "CHUNK_ROWS", 5)
-    chunked = components.params_to_parts(params, 3, 2, covariance)
+    whole = distributions.params_to_parts(params, 3, 2, covariance)
+    monkeypatch.setattr(layout, "CHUNK_BYTES", 5 * 4 * size * 4)  # 5 rows of [4, P] float32
+    chunked = distributions.params_to_parts(params, 3, 2, covariance)
     for field in ("log_weights", "loc", "scale"):
         np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-6,
                                    atol=1e-7)
