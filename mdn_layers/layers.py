@@ -11,13 +11,13 @@ into a TFP mixture (loading TensorFlow then).
 import keras
 from keras import ops
 
-from mdn_layers import _config, _keras_ops, _validation, adaptation, layout
+from mdn_layers import _config, _keras_ops, _validation, layout
 
 _REDUCED_PRECISION = ("float16", "bfloat16")
 
 
 @keras.saving.register_keras_serializable(package=_config.PACKAGE)
-class MixtureDensity(_config.MixtureConfig, keras.layers.Layer):
+class MixtureDensity(_config.MixtureHead, keras.layers.Layer):
     """Output layer of a mixture density network: features ``(..., F)`` -> params ``(..., P)``.
 
     A learned affine map to the params of a Gaussian mixture with ``num_components``
@@ -90,6 +90,8 @@ class MixtureDensity(_config.MixtureConfig, keras.layers.Layer):
             "tfp_layers.negative_log_likelihood.")
         return super().__call__(inputs, *args, **kwargs)
 
+    _ops = _keras_ops
+
     def build(self, input_shape):
         num_features = input_shape[-1]
         if num_features is None:
@@ -104,75 +106,12 @@ class MixtureDensity(_config.MixtureConfig, keras.layers.Layer):
         self._build_target_weights()
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: num_features})
 
-    def _build_target_weights(self):
-        if self.target_loc is None or getattr(self, "target_loc_weight", None) is not None:
-            return
-        self.target_loc_weight, self.target_scale_weight = (
-            self.add_weight(name=name, shape=(self.event_size,), trainable=False,
-                            initializer=keras.initializers.Constant(values))
-            for name, values in (("target_loc", self.target_loc),
-                                 ("target_scale", self.target_scale)))
-
-    def _initial_bias(self, shape, dtype=None):
-        if self._start is not None:
-            centres, spreads = self._start
-            return layout.initial_params(_keras_ops, self.event_size, self.num_components,
-                                         self.covariance, ops.cast(centres, dtype), spreads, 0.0)
-        locs = self._loc_initializer((self.num_components, self.event_size), dtype=dtype)
-        return layout.initial_params(_keras_ops, self.event_size, self.num_components,
-                                     self.covariance, locs, self.initial_scale, self.diag_shift)
-
-    def adapt(self, y):
-        """Learns each target dim's location and scale from ``y`` and starts the mixture there.
-
-        Like ``keras.layers.Normalization.adapt``: call it on the training targets before
-        training (before or after the layer is built). It stores the per-dim mean and
-        standard deviation of ``y`` as non-trainable weights (saved with the model; NaN
-        entries are missing values and are skipped) and sets a data-aware start: component
-        means at k-means centres of the standardised targets (quantiles for ``D = 1``),
-        component spreads from the points around each, equal weights. Afterwards the params
-        describe the mixture in ``y``'s units: train on raw targets with
-        :meth:`mdn_layers.MixtureNLL.for_layer` (or any ``MixtureNLL`` of this config);
-        losses, metrics and :func:`mdn_layers.predict_mixture` are in those units. Calling it
-        again restarts the head on the new targets (the kernel is kept).
-
-        Args:
-          y: targets ``[N, D]`` (``[N]`` for ``D = 1``; ``[N, T, D]`` sequence targets
-            too), numbers or NaN; at least one observed value per dim. Seconds for a
-            million rows (the start is fit to at most 20,000 of them).
-
-        Returns:
-          The layer.
-
-        Example:
-
-        >>> import numpy as np
-        >>> head = MixtureDensity(event_size=1, num_components=3)
-        >>> head = head.adapt(np.array([150_000.0, 210_000.0, 480_000.0, np.nan]))
-        >>> round(head.target_loc[0])
-        280000
-        """
-        stats = adaptation.target_statistics(y, self.event_size, self.num_components,
-                                             self.covariance, name=f"{type(self).__name__}.adapt")
-        self.target_loc, self.target_scale = tuple(stats.loc.tolist()), tuple(stats.scale.tolist())
-        self._start = (stats.centres, stats.spreads)
-        if self.built:
-            self._build_target_weights()
-            self.target_loc_weight.assign(stats.loc)
-            self.target_scale_weight.assign(stats.scale)
-            self.bias.assign(self._initial_bias(self.bias.shape, self.bias.dtype))
-        return self
-
     def call(self, inputs):
         params = ops.add(ops.matmul(inputs, self.kernel), self.bias)
         if self.compute_dtype in _REDUCED_PRECISION:
             # Mixed precision: the projection runs in 16 bits, the mixture maths in 32.
             params = ops.cast(params, self.variable_dtype)
-        if self.target_loc is not None:
-            params = layout.rescale_params(
-                _keras_ops, params, self.event_size, self.num_components, self.covariance,
-                self.target_loc_weight, self.target_scale_weight)
-        return params
+        return self._to_target_units(params)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_params,)

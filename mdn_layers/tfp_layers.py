@@ -111,7 +111,7 @@ class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
 
 
 @tf_keras.saving.register_keras_serializable(package=_config.PACKAGE)
-class MixtureDensity(MixtureDistribution):
+class MixtureDensity(_config.MixtureHead, MixtureDistribution):
     """Features ``(..., F)`` -> Gaussian mixture: a learned projection plus the mixture.
 
     The tf_keras twin of :class:`mdn_layers.MixtureDensity` (same signature, same
@@ -120,14 +120,19 @@ class MixtureDensity(MixtureDistribution):
     Args:
       event_size, num_components, covariance, diag_shift, convert_to_tensor_fn: as in
         :class:`MixtureDistribution`.
-      initial_scale, loc_spread, kernel_initializer: as in :class:`mdn_layers.MixtureDensity`.
+      initial_scale, loc_spread, kernel_initializer, target_loc, target_scale: as in
+        :class:`mdn_layers.MixtureDensity`; :meth:`adapt` works as there (raw targets,
+        mixtures in their units).
     """
+    _ops = _tf_ops
 
     def __init__(self, event_size, num_components, covariance="full",
                  diag_shift=layout.DEFAULT_DIAG_SHIFT, initial_scale=1.0, loc_spread=1.0,
-                 kernel_initializer="glorot_uniform", convert_to_tensor_fn="mean", **kwargs):
+                 kernel_initializer="glorot_uniform", convert_to_tensor_fn="mean",
+                 target_loc=None, target_scale=None, **kwargs):
         super().__init__(event_size, num_components, covariance, diag_shift,
                          convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
+        self._init_target_statistics(target_loc, target_scale)
         self.initial_scale, self.loc_spread = _validation.check_initialisation(
             initial_scale, loc_spread, self.diag_shift)
         self._loc_initializer = tf_keras.initializers.RandomNormal(stddev=self.loc_spread)
@@ -142,22 +147,22 @@ class MixtureDensity(MixtureDistribution):
                                       initializer=self.kernel_initializer)
         self.bias = self.add_weight("bias", shape=(self.num_params,),
                                     initializer=self._initial_bias)
+        self._build_target_weights()
         super().build(input_shape)
-
-    def _initial_bias(self, shape, dtype=None):
-        locs = self._loc_initializer((self.num_components, self.event_size), dtype=dtype)
-        return layout.initial_params(_tf_ops, self.event_size, self.num_components,
-                                     self.covariance, locs, self.initial_scale, self.diag_shift)
 
     def params(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.kernel.dtype)
-        return tf.linalg.matvec(self.kernel, inputs, transpose_a=True) + self.bias
+        return self._to_target_units(
+            tf.linalg.matvec(self.kernel, inputs, transpose_a=True) + self.bias)
 
     def get_config(self):
         config = super().get_config()
         config.update({"initial_scale": self.initial_scale, "loc_spread": self.loc_spread,
                        "kernel_initializer":
-                           tf_keras.initializers.serialize(self.kernel_initializer)})
+                           tf_keras.initializers.serialize(self.kernel_initializer),
+                       "target_loc": None if self.target_loc is None else list(self.target_loc),
+                       "target_scale":
+                           None if self.target_scale is None else list(self.target_scale)})
         return config
 
 
