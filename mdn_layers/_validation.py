@@ -57,6 +57,9 @@ def check_mixture_config(event_size, num_components, covariance):
 
 def check_nonnegative_float(value, name):
     """Returns ``value`` as a Python float, or raises if it is not a finite float >= 0."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"`{name}` must be a non-negative float; received {value!r} "
+                         f"of type {type(value).__name__}.")
     try:
         as_float = float(value)
     except (TypeError, ValueError):
@@ -182,3 +185,20 @@ def check_target_statistics(target_loc, target_scale, event_size, covariance):
         raise ValueError("`target_scale` must be one value repeated for covariance="
                          f"'spherical' (one shared standard deviation); received {target_scale!r}.")
     return tuple(values[0].tolist()), tuple(values[1].tolist())
+
+
+def check_affine(value, event_size, name, positive):
+    """``value`` (a float or ``[event_size]`` floats) as a float64 ``[event_size]`` array of
+    finite (and, with ``positive``, positive) numbers, or raises."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a float or {event_size} floats; received "
+                         f"{value!r}.") from None
+    kind = "positive finite" if positive else "finite"
+    if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != event_size):
+        raise ValueError(f"`{name}` must be a float or {event_size} floats (one per dim); "
+                         f"received shape {array.shape}.")
+    if not np.all(np.isfinite(array) & ((array > 0) if positive else True)):
+        raise ValueError(f"`{name}` must hold {kind} floats; received {value!r}.")
+    return np.broadcast_to(array, (event_size,))

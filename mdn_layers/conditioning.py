@@ -33,7 +33,9 @@ def _check_values(values, num_observed, dtype):
         raise ValueError(
             f"`values` must have a last axis of size len(indices)={num_observed}; "
             f"received shape {values.shape}.")
-    return values
+    return _tf_ops.check_finite(values, "condition: `values` contains NaN or inf; observed "
+                                "values must be finite (marginalize out a dim instead of "
+                                "observing NaN).")
 
 
 def _gather_dims(tensor, dims, axis=-1):
@@ -220,13 +222,9 @@ def rescale(dist, loc, scale):
       scale: ``[D]`` positive per-dim scale, or a positive float for every dim.
     """
     parts = mixture_parts(dist)
-    scale_values = np.asarray(scale, dtype=np.float64)
-    if scale_values.ndim > 1 or not np.all(np.isfinite(scale_values) & (scale_values > 0)):
-        raise ValueError("`scale` must be a positive finite float or a 1-D array of them "
-                         f"(one per dim); received {scale!r}.")
-    size = [parts.event_size]
-    loc = tf.broadcast_to(tf.cast(loc, parts.dtype), size)
-    scale = tf.broadcast_to(tf.constant(scale_values, parts.dtype), size)
+    loc = tf.constant(_validation.check_affine(loc, parts.event_size, "loc", False), parts.dtype)
+    scale = tf.constant(_validation.check_affine(scale, parts.event_size, "scale", True),
+                        parts.dtype)
     if parts.diagonal:
         new_scale = parts.scale * scale
     else:

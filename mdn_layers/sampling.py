@@ -37,6 +37,8 @@ def _stateless_seed(seed):
         state = np.random.SeedSequence(int(seed) % 2**63).generate_state(2, dtype=np.uint32)
         return tf.constant((state >> 1).astype(np.int32))
     seed = tf.convert_to_tensor(seed)
+    if seed.shape == () and seed.dtype.is_integer and tf.executing_eagerly():
+        return _stateless_seed(int(seed))  # an int in a tensor: the same draws as the int
     if seed.shape != (2,):
         raise ValueError(f"`seed` must be an int, None or a shape-[2] stateless seed; "
                          f"received shape {seed.shape}.")

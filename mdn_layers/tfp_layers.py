@@ -166,7 +166,8 @@ class MixtureDensity(_config.MixtureHead, MixtureDistribution):
         return config
 
 
-@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE, name="negative_log_likelihood")
+@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE,
+                                             name="negative_log_likelihood")
 def negative_log_likelihood(y_true, distribution):
     """Per-sample NLL ``-distribution.log_prob(y_true)`` in nats: the loss for these layers."""
     if not hasattr(distribution, "log_prob"):

@@ -173,3 +173,84 @@ def test_plots_refuse_batched_mixtures_and_read_1d_samples(tmp_path):
     before = len(plt.get_fignums())
     plotting.plot_mixture_2d(batched[0])
     assert len(plt.get_fignums()) == before  # not left open in pyplot's registry
+
+
+# --- Contract holes: wrong ranks, empty inputs, dict outputs, flags, values ---------------
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("params_shape, targets_shape", [
+    ((6, 18), (6, 1, 2)),          # an extra axis would broadcast to a 6 x 6 loss
+    ((5, 5, 18), (5, 2)),          # a sequence head: (N, D) targets broadcast when N == T
+    ((4, 3, 18), (4, 2, 2)),       # the time axes disagree
+])
+def test_loss_refuses_targets_whose_leading_axes_are_not_the_params(params_shape, targets_shape):
+    loss = mdn_layers.MixtureNLL(2, 3)
+    with pytest.raises(ValueError, match="does not match the params shape"):
+        loss(np.zeros(targets_shape, "float32"), np.zeros(params_shape, "float32"))
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("flag", ["false", 0, 1, None])
+def test_boolean_flags_refuse_non_bools(flag):
+    with pytest.raises(ValueError, match="allow_missing"):
+        mdn_layers.MixtureNLL(2, 3, allow_missing=flag)
+    with pytest.raises(ValueError, match="allow_missing"):
+        mdn_layers.metrics.CRPS(2, 3, allow_missing=flag)
+
+
+def test_predict_mixture_on_zero_rows_gives_an_empty_batch():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+                              mdn_layers.MixtureDensity(2, 3)])
+    mixture = mdn_layers.predict_mixture(model, np.zeros((0, 3), "float32"))
+    assert mixture.batch_shape == (0,) and mixture.event_shape == (2,)
+    sequence = keras.Sequential([keras.Input((7, 3)), mdn_layers.MixtureDensity(2, 3)])
+    assert mdn_layers.predict_mixture(sequence, np.zeros((0, 7, 3), "float32")).batch_shape \
+        == (0, 7)
+
+
+def test_predict_mixture_unwraps_a_single_dict_output(rng):
+    inputs = keras.Input((3,))
+    head = mdn_layers.MixtureDensity(2, 3)
+    model = keras.Model(inputs, {"mixture": head(inputs)})
+    x = rng.normal(size=(5, 3)).astype("float32")
+    mixture = mdn_layers.predict_mixture(model, x)
+    expected = mdn_layers.mixture_from_params(keras.ops.convert_to_numpy(head(x)), 2, 3)
+    y = rng.normal(size=(5, 2)).astype("float32")
+    np.testing.assert_allclose(mixture.log_prob(y), expected.log_prob(y), rtol=1e-5)
+
+
+@pytest.mark.parametrize("wrap", [lambda loss: [loss], lambda loss: {"out": loss}])
+def test_mismatched_loss_in_a_list_or_dict_is_detected(wrap):
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, mdn_layers.MixtureDensity(2, 3, covariance="full",
+                                                          name="out")(inputs))
+    model.compile("adam", loss=wrap(mdn_layers.MixtureNLL(2, 3, diag_shift=1e-3)))
+    with pytest.raises(ValueError, match="differs from its MixtureDensity layer"):
+        mdn_layers.predict_mixture(model, np.zeros((2, 3), "float32"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_condition_refuses_non_finite_observed_values(bad):
+    mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        mdn_layers.condition(mixture, [1], np.array([[0.0], [bad], [1.0]], "float32"))
+
+
+@pytest.mark.parametrize("loc, scale, match", [
+    (0.0, [1.0, 2.0, 3.0], "2 floats"),
+    ([0.0, 0.0, 0.0], 1.0, "2 floats"),
+    ([np.nan, 0.0], 1.0, "finite"),
+    (0.0, [1.0, 0.0], "positive"),
+])
+def test_rescale_checks_loc_and_scale_by_name(loc, scale, match):
+    mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match=match):
+        mdn_layers.rescale(mixture, loc, scale)
+
+
+def test_sample_refuses_string_temperatures_and_takes_a_tensor_int_seed():
+    mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match="temperature"):
+        mdn_layers.sample(mixture, 4, temperature="1")
+    np.testing.assert_array_equal(mdn_layers.sample(mixture, 4, seed=tf.constant(3)),
+                                  mdn_layers.sample(mixture, 4, seed=3))
