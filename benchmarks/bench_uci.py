@@ -16,7 +16,7 @@ Methods, all on the same splits:
   models (seeds 0..4; member 0 is the single model);
 * keras-mdn-layer 1.0 (Keras 3, diagonal): the same trunk and epochs, targets standardised
   by hand (it has no adapt), its density from its own params, moved to original units;
-* NGBoost 0.5 (Normal, its defaults: 500 trees, learning rate 0.01) on the raw table.
+* NGBoost 0.6 (Normal, its defaults: 500 trees, learning rate 0.01) on the raw table.
 
 The published numbers (20 splits; their own code) are quoted beside ours.
 """

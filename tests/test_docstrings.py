@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-MODULES = ["layout", "distributions", "layers", "losses", "metrics", "prediction", "ensembles",
+MODULES = ["layout", "adaptation", "distributions", "layers", "losses", "metrics", "prediction",
+           "ensembles",
            "conditioning", "sampling", "summaries",
            "scores", "tfp_layers"]
 
