@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -69,3 +70,24 @@ def test_run_all_quick_writes_the_report(tmp_path):
     report = (tmp_path / "RESULTS.md").read_text()
     assert "## Conditioning" in report and "| numpy float64, vectorised" in report
     assert (tmp_path / "results.png").exists()
+
+
+def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
+    """Two splits of Boston, two epochs, an ensemble of two: the pipeline, not the numbers
+    (the 20-split run is in benchmarks/README.md). Peers need the bench extras."""
+    import json
+    out = tmp_path / "uci.json"
+    peers = [] if _has("ngboost") and _has("keras_mdn_layer") else ["--no-peers"]
+    subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_uci.py"), "--tables",
+                    "boston", "--splits", "2", "--epochs", "2", "--members", "2",
+                    "--json", str(out)] + peers, check=True, timeout=600,
+                   env={**os.environ, "KERAS_BACKEND": "jax"})
+    rows = json.loads(out.read_text())["rows"]
+    methods = {row["method"] for row in rows}
+    assert {"mdn_layers K=1", "mdn_layers K=5", "mdn_layers ensemble of 2"} <= methods
+    assert all(row["splits"] == 2 and np.isfinite(row["mean"]) for row in rows)
+
+
+def _has(module):
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
