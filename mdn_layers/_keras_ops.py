@@ -6,10 +6,11 @@
 
 from keras import ops as _ops
 from keras.backend import backend as _backend
-from keras.ops import (argmax, cast, cholesky, concatenate, erf, exp, expand_dims, expm1,  # noqa: F401,E501
-                       fori_loop, isnan, log, log_softmax, logical_not, logsumexp, matmul,
-                       max, min, moveaxis, one_hot, reshape, split, sqrt, square, stack, sum,
-                       swapaxes, take, where, zeros_like)
+from keras.ops import (abs, argmax, cast, concatenate, erf, exp,  # noqa: F401,A004
+                       expand_dims, expm1, fori_loop, isnan, log, log_softmax, logical_not,
+                       logsumexp, matmul, max, maximum, min, moveaxis, one_hot, ones_like,
+                       reshape, split, sqrt, square, stack, sum, swapaxes, take, where,
+                       zeros_like)
 
 
 def erfc(x):
@@ -34,6 +35,11 @@ softplus = _log1p_exp if _backend() == "jax" else _ops.softplus
 def matrix_diagonal(x):
     """``[..., D]`` diagonal of ``[..., D, D]``."""
     return _ops.diagonal(x, axis1=-2, axis2=-1)
+
+
+def qr_upper(x):
+    """``R`` ``[..., m, m]`` of the reduced QR decomposition of ``x`` ``[..., n, m]`` (n >= m)."""
+    return _ops.qr(x, mode="reduced")[1]
 
 
 def solve_lower_triangular(tril, rhs):

@@ -7,8 +7,8 @@
 import numpy as np
 import tensorflow as tf
 
+abs = tf.abs  # noqa: A001 - the keras.ops name
 argmax = tf.argmax
-cholesky = tf.linalg.cholesky
 erf = tf.math.erf
 erfc = tf.math.erfc
 exp = tf.exp
@@ -18,6 +18,8 @@ log = tf.math.log
 logical_not = tf.logical_not
 matmul = tf.matmul
 matrix_diagonal = tf.linalg.diag_part
+maximum = tf.maximum
+ones_like = tf.ones_like
 softplus = tf.math.softplus
 sqrt = tf.sqrt
 square = tf.square
@@ -65,6 +67,11 @@ def moveaxis(x, source, destination):
 
 def one_hot(indices, num_classes):
     return tf.one_hot(indices, num_classes)
+
+
+def qr_upper(x):
+    """``R`` ``[..., m, m]`` of the reduced QR decomposition of ``x`` ``[..., n, m]`` (n >= m)."""
+    return tf.linalg.qr(x, full_matrices=False)[1]
 
 
 def reshape(x, shape):

@@ -74,8 +74,14 @@ def _permuted_cholesky(parts, order):
     else:
         chol = gaussian.permuted_cholesky(_tf_ops, parts.scale, order, _unroll(parts))
     diagonal = gaussian.tril_diagonal(_tf_ops, chol)
-    checked = _tf_ops.check_finite(tf.math.log(diagonal), _SINGULAR_MESSAGE,
-                                   tf.errors.InvalidArgumentError)
+    log_diagonal = tf.math.log(diagonal)
+    message = _SINGULAR_MESSAGE
+    if tf.executing_eagerly():
+        bad = tf.where(tf.logical_not(tf.reduce_all(tf.math.is_finite(log_diagonal), -1)))
+        if bad.shape[0]:  # name the first singular component: batch index, then component
+            message += f" First at batch index {tuple(int(i) for i in bad[0, :-1])}, " \
+                       f"component {int(bad[0, -1])}."
+    checked = _tf_ops.check_finite(log_diagonal, message, tf.errors.InvalidArgumentError)
     with tf.control_dependencies([checked]):
         return tf.nest.map_structure(tf.identity, chol)
 

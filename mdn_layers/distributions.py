@@ -116,7 +116,7 @@ def _multivariate_normal_parts(dist):
                                  tf.linalg.LinearOperatorScaledIdentity)):
             scale *= tf.sign(tf.linalg.diag_part(scale))[..., tf.newaxis, :]
         else:
-            scale = tf.linalg.cholesky(tf.matmul(scale, scale, transpose_b=True))
+            scale = gaussian.gram_factor(_tf_ops, tf.linalg.matrix_transpose(scale))
         return loc, scale, False
     if (_is(dist, "Independent") and _is(unwrap(dist.distribution), "Normal")
             and dist.reinterpreted_batch_ndims == 1):

@@ -75,62 +75,99 @@ def dense_slabs(ops, slabs):
                       for row in slabs.rows], axis=-2)
 
 
-def _unrolled_cholesky(ops, covariance, size):
-    """:class:`TrilSlabs` Cholesky factor of ``covariance(i, j)`` (``[...]``, ``i >= j``).
+def _rotation(ops, a, b):
+    """``(c, s, r)`` of the Givens rotation taking ``(a, b)`` to ``(r, 0)``, ``r = |(a, b)| >= 0``.
 
-    Cholesky-Banachiewicz, ``L_jj = sqrt(S_jj - sum_k L_jk^2)``,
-    ``L_ij = (S_ij - sum_k L_ik L_jk) / L_jj``. A matrix that is not positive definite
-    gives NaN or a zero diagonal entry, not an error: callers check.
+    Scaled by ``max(|a|, |b|)`` so squares cannot overflow; ``a = b = 0`` gives the identity.
     """
-    rows = [[None] * (i + 1) for i in range(size)]
-    for j in range(size):
-        pivot = covariance(j, j)
-        for k in range(j):
-            pivot = pivot - rows[j][k] * rows[j][k]
-        rows[j][j] = ops.sqrt(pivot)
-        inverse = 1.0 / rows[j][j]
-        for i in range(j + 1, size):
-            total = covariance(i, j)
-            for k in range(j):
-                total = total - rows[i][k] * rows[j][k]
-            rows[i][j] = total * inverse
-    return TrilSlabs(tuple(tuple(row) for row in rows))
+    big = ops.maximum(ops.abs(a), ops.abs(b))
+    nonzero = big > 0
+    one = ops.ones_like(big)
+    safe = ops.where(nonzero, big, one)
+    # Every branch stays finite with a finite gradient (where passes zero cotangents to
+    # the unselected branch, and 0 * inf would still be NaN).
+    r = safe * ops.sqrt(ops.where(nonzero, ops.square(a / safe) + ops.square(b / safe), one))
+    return (ops.where(nonzero, a / r, one), ops.where(nonzero, b / r, ops.zeros_like(b)),
+            ops.where(nonzero, r, big))
 
 
-def cholesky(ops, matrix):
-    """``[..., D, D]`` lower Cholesky factor of symmetric positive definite ``matrix``.
+def _givens_factor(ops, rows, num_columns):
+    """:class:`TrilSlabs` ``F`` with ``F F^T = M^T M`` for a tall matrix ``M`` given by ``rows``.
 
-    Small ``D`` is unrolled on slabs (:class:`TrilSlabs`), larger ``D`` uses the namespace's
-    batched kernel. Not positive definite: NaN or zero diagonal entries (no error).
+    ``rows[i][j]`` is entry ``(i, j)`` of ``M`` (``n x m``, ``n >= m = num_columns``), a
+    ``[...]`` tensor or None for a structural zero. Givens rotations triangularise ``M = Q R``
+    column by column (backward stable: ``M^T M`` is never formed, so the condition number is
+    not squared; Golub & Van Loan, Matrix Computations, 5.2.5) and ``F = R^T`` with the
+    signs of ``R``'s rows made positive. Structural zeros are skipped, so only the rotations
+    a matrix needs are built.
     """
-    size = matrix.shape[-1]
-    if size is None or size > UNROLL_MAX_EVENT_SIZE:
-        return ops.cholesky(matrix)
-    return dense_slabs(ops, _unrolled_cholesky(ops, tril_slabs(ops, matrix).entry, size))
+    rows = [list(row) for row in rows]
+    for j in range(num_columns):
+        for i in range(j + 1, len(rows)):
+            b = rows[i][j]
+            if b is None:
+                continue
+            if rows[j][j] is None:  # nothing to rotate against: swap the rows
+                rows[j], rows[i] = rows[i], rows[j]
+                continue
+            c, s, r = _rotation(ops, rows[j][j], b)
+            for k in range(j + 1, num_columns):
+                p, q = rows[j][k], rows[i][k]
+                if p is None and q is None:
+                    continue
+                rows[j][k] = _sum_of(c * p if p is not None else None,
+                                     s * q if q is not None else None)
+                rows[i][k] = _sum_of(c * q if q is not None else None,
+                                     -s * p if p is not None else None)
+            rows[j][j], rows[i][j] = r, None
+    zero = ops.zeros_like(next(entry for row in rows for entry in row if entry is not None))
+    one = ops.ones_like(zero)
+    factor = []
+    for i in range(num_columns):
+        factor.append([])
+        for j in range(i + 1):
+            entry = rows[j][i] if rows[j][i] is not None else zero
+            if rows[j][j] is not None:  # a swapped, never rotated pivot may be negative
+                entry = entry * ops.where(rows[j][j] < 0, -one, one)
+            factor[i].append(entry)
+    return TrilSlabs(tuple(tuple(row) for row in factor))
+
+
+def _sum_of(first, second):
+    """``first + second`` where None is a structural zero."""
+    if first is None:
+        return second
+    return first if second is None else first + second
+
+
+def gram_factor(ops, matrix):
+    """``[..., m, m]`` lower-triangular ``F`` with ``F F^T = M^T M`` for tall ``M`` ``[..., n, m]``
+    (batched reduced QR, ``F = R^T`` with a non-negative diagonal)."""
+    upper = ops.qr_upper(matrix)
+    diagonal = ops.matrix_diagonal(upper)
+    signs = ops.where(diagonal < 0, -ops.ones_like(diagonal), ops.ones_like(diagonal))
+    return ops.swapaxes(upper, -1, -2) * ops.expand_dims(signs, -2)
 
 
 def permuted_cholesky(ops, tril, order, unrolled=True):
     """Cholesky factor of the covariance of dims ``order`` (in that order) of ``tril tril^T``.
 
     ``tril`` ``[..., D, D]`` dense lower-triangular; ``order`` distinct dims (a permutation
-    of ``range(D)`` or fewer: the factor of a marginal). Small ``D`` returns
-    :class:`TrilSlabs` (the covariance entries are formed from the factor's slabs,
-    ``S_ab = sum_{c <= min(a, b)} L_ac L_bc``), larger ``D`` (or ``unrolled=False``) a
-    dense matrix from the batched kernels.
+    of ``range(D)`` or fewer: the factor of a marginal). The factor is ``R^T`` of the QR
+    decomposition of ``(P tril)^T``, ``P`` the selected rows: the covariance is never formed,
+    so a factor with a thin direction keeps its precision (the error grows with the
+    condition number of the factor, not with its square). Small ``D`` returns
+    :class:`TrilSlabs` (Givens rotations on per-entry slabs), larger ``D`` (or
+    ``unrolled=False``) a dense matrix from the batched QR kernel.
     """
     if not unrolled or tril.shape[-1] is None or tril.shape[-1] > UNROLL_MAX_EVENT_SIZE:
         rows = ops.take(tril, np.asarray(order), axis=-2)
-        return ops.cholesky(ops.matmul(rows, ops.swapaxes(rows, -1, -2)))
+        return gram_factor(ops, ops.swapaxes(rows, -1, -2))
     factor = tril_slabs(ops, tril)
-
-    def covariance(i, j):
-        a, b = order[i], order[j]
-        total = factor.entry(a, 0) * factor.entry(b, 0)
-        for c in range(1, min(a, b) + 1):
-            total = total + factor.entry(a, c) * factor.entry(b, c)
-        return total
-
-    return _unrolled_cholesky(ops, covariance, len(order))
+    # M = (P tril)^T: M[i][j] = tril[order[j], i], structurally zero for i > order[j].
+    rows = [[factor.entry(order[j], i) if i <= order[j] else None for j in range(len(order))]
+            for i in range(factor.event_size)]
+    return _givens_factor(ops, rows, len(order))
 
 
 def solve_lower(ops, tril, rhs):
@@ -195,6 +232,36 @@ def mixture_log_prob(ops, log_weights, loc, scale, diagonal, values):
         log_weights + component_log_prob(ops, loc, scale, diagonal, values), axis=-1)
 
 
+def _whiten_observed(ops, scale, mask, residual):
+    """``(z, log|F|)`` for the factor ``F`` of the covariance with missing dims made
+    independent and of unit variance: ``F F^T = A A^T``, ``A = [mask * L | diag(1 - mask)]``.
+
+    ``F`` comes from a QR decomposition of ``A^T`` (:func:`_givens_factor`), never from the
+    covariance, which would square the condition number. ``scale`` the Cholesky factors
+    ``L`` (dense or packed) ``[..., K, D, D]``, ``mask`` ``[..., 1, D]`` (1.0 observed, 0.0
+    missing), ``residual`` ``[..., K, D]`` (0 at missing dims).
+    """
+    size = residual.shape[-1]
+    if size is not None and size <= UNROLL_MAX_EVENT_SIZE:
+        entry = scale.entry if isinstance(scale, PackedTril) else (
+            lambda i, j: scale[..., i, j])
+        observed = [mask[..., d] for d in range(size)]
+        rows = ([[observed[e] * entry(e, d) if e >= d else None for e in range(size)]
+                 for d in range(size)]
+                + [[(1.0 - observed[d]) + 0.0 * entry(d, d) if e == d else None
+                    for e in range(size)] for d in range(size)])
+        factor = _givens_factor(ops, rows, size)
+    else:
+        tril = dense(ops, scale)
+        identity = constant(ops, np.eye(size), residual)
+        stacked = ops.concatenate(
+            [ops.swapaxes(tril * ops.expand_dims(mask, -1), -1, -2),
+             identity * ops.expand_dims(1.0 - mask, -1) + 0.0 * tril], axis=-2)
+        factor = gram_factor(ops, stacked)
+    z = solve_lower(ops, factor, residual)
+    return z, ops.sum(ops.log(tril_diagonal(ops, factor)), axis=-1)
+
+
 def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
     """``[...]`` log density of each target's observed (non-NaN) dims under the mixture.
 
@@ -214,15 +281,7 @@ def observed_log_prob(ops, log_weights, loc, scale, diagonal, targets):
         # residual: the joint density then factorises into the observed marginal
         # times N(0 | 0, 1) per missing dim, and the latter's log(1) = 0 determinant
         # and zero residual drop out, leaving only its 2*pi constant (not counted).
-        scale = dense(ops, scale)
-        covariance = ops.matmul(scale, ops.swapaxes(scale, -1, -2))
-        covariance = covariance * ops.expand_dims(mask, -1) * ops.expand_dims(mask, -2)
-        # Added as a masked identity, not with set_diag, whose gradient XLA rejects.
-        identity = constant(ops, np.eye(loc.shape[-1]), loc)
-        covariance = covariance + identity * ops.expand_dims(1.0 - mask, -1)
-        chol = cholesky(ops, covariance)
-        z = solve_lower(ops, chol, residual)
-        log_det = ops.sum(ops.log(ops.matrix_diagonal(chol)), axis=-1)
+        z, log_det = _whiten_observed(ops, scale, mask, residual)
     return ops.logsumexp(log_weights + gaussian_log_density(ops, z, log_det, num_observed),
                          axis=-1)
 

@@ -30,30 +30,37 @@ def _spd(rng, batch, size):
 
 
 @pytest.mark.parametrize("ops", [_tf_ops, _keras_ops], ids=["tf", "keras"])
-@pytest.mark.parametrize("event_size", [1, 2, 6, 8, 9])
-def test_cholesky_matches_numpy_on_both_paths(rng, event_size, ops):
-    matrix = _spd(rng, (3, 4), event_size)
-    factor = gaussian.cholesky(ops, ops.cast(matrix, "float64"))
-    np.testing.assert_allclose(np.asarray(factor), np.linalg.cholesky(matrix), rtol=1e-10,
-                               atol=1e-12)
+@pytest.mark.parametrize("shape", [(1, 1), (3, 2), (6, 6), (17, 9)])
+def test_gram_factor_is_the_cholesky_factor_of_the_gram_matrix(rng, shape, ops):
+    matrix = rng.normal(size=(3, 4) + shape)
+    factor = gaussian.gram_factor(ops, ops.cast(matrix, "float64"))
+    expected = np.linalg.cholesky(np.swapaxes(matrix, -1, -2) @ matrix)
+    np.testing.assert_allclose(np.asarray(factor), expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("unrolled", [True, False], ids=["givens", "batched-qr"])
 @pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 2, 0, 1, 3], [3, 1], [2]])
 @pytest.mark.parametrize("event_size", [5, 10])
-def test_permuted_cholesky_is_the_factor_of_the_reordered_covariance(rng, order, event_size):
+def test_permuted_cholesky_is_the_factor_of_the_reordered_covariance(rng, order, event_size,
+                                                                     unrolled):
     order = order + list(range(5, event_size)) if len(order) == 5 else order
     covariance = _spd(rng, (2, 3), event_size)
     factor = gaussian.permuted_cholesky(_tf_ops, tf.constant(np.linalg.cholesky(covariance)),
-                                        order)
+                                        order, unrolled)
     expected = np.linalg.cholesky(covariance[..., order, :][..., :, order])
     np.testing.assert_allclose(np.asarray(gaussian.dense(_tf_ops, factor)), expected,
                                rtol=1e-10, atol=1e-12)
 
 
-def test_unrolled_cholesky_of_an_indefinite_matrix_is_not_finite():
-    matrix = np.array([[[1.0, 2.0], [2.0, 1.0]]])  # eigenvalues 3 and -1
-    factor = np.asarray(gaussian.cholesky(_tf_ops, tf.constant(matrix)))
-    assert not np.all(np.isfinite(factor))
+@pytest.mark.parametrize("unrolled", [True, False], ids=["givens", "batched-qr"])
+def test_permuted_factor_of_a_thin_component_keeps_float32_precision(unrolled):
+    """L = [[1, 0], [2, 1e-4]]: re-forming S = L L^T in float32 rounds 4 + 1e-8 to 4 and the
+    factor of the swapped covariance to 0; the QR route keeps L'_11 = 1e-4 / sqrt(5)."""
+    tril = tf.constant([[[1.0, 0.0], [2.0, 1e-4]]], tf.float32)
+    factor = np.asarray(gaussian.dense(
+        _tf_ops, gaussian.permuted_cholesky(_tf_ops, tril, [1, 0], unrolled)), np.float64)
+    exact = np.linalg.cholesky(np.array([[4 + 1e-8, 2.0], [2.0, 1.0]]))
+    np.testing.assert_allclose(factor[0], exact, rtol=1e-4)
 
 
 @pytest.mark.parametrize("event_size", [2, 10])
