@@ -20,7 +20,7 @@ from mdn_layers.layers import MixtureDensity
 from mdn_layers.layout import params_size
 from mdn_layers.losses import MixtureNLL
 
-__version__ = "0.1.0"
+from mdn_layers._version import __version__  # noqa: E402,F401 - the one version string
 
 # Public names of the analysis path (TensorFlow + TFP), loaded on first use.
 _LAZY_ATTRIBUTES = {
