@@ -370,3 +370,35 @@ def test_zero_variance_observed_dim_raises_in_graph_mode_too(observed):
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="singular"):
         conditional_mean()
+
+
+def test_conditioning_gradients_match_finite_differences_in_float64(rng):
+    """d/d(values, loc, scale) of condition(...).log_prob(y_u) against central differences:
+    the gradient flows through the observed values into the weights and the means."""
+    tril = np.array([[[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [-0.3, 0.4, 0.5]],
+                     [[0.7, 0.0, 0.0], [-0.2, 0.9, 0.0], [0.5, 0.1, 0.6]]])
+    loc0 = rng.normal(size=(2, 3))
+    target = tf.constant([[0.2, -0.4]], tf.float64)
+
+    def log_prob(values, loc):
+        mixture = tfd.MixtureSameFamily(
+            tfd.Categorical(logits=tf.constant([0.3, -0.2], tf.float64)),
+            tfd.MultivariateNormalTriL(loc, tf.constant(tril)))
+        return tf.reduce_sum(mdn_layers.condition(mixture, [1], values).log_prob(target))
+
+    values = tf.constant([[0.7]], tf.float64)
+    loc = tf.constant(loc0)
+    with tf.GradientTape() as tape:
+        tape.watch([values, loc])
+        value = log_prob(values, loc)
+    grad_values, grad_loc = tape.gradient(value, [values, loc])
+    step = 1e-6
+    numeric = (log_prob(values + step, loc) - log_prob(values - step, loc)) / (2 * step)
+    np.testing.assert_allclose(grad_values.numpy()[0, 0], numeric.numpy(), rtol=1e-6)
+    assert abs(grad_values.numpy()[0, 0]) > 1e-3
+    for k, d in [(0, 1), (1, 0), (1, 2)]:
+        bump = np.zeros((2, 3))
+        bump[k, d] = step
+        numeric = (log_prob(values, loc + bump) - log_prob(values, loc - bump)) / (2 * step)
+        np.testing.assert_allclose(grad_loc.numpy()[k, d], numeric.numpy(), rtol=1e-5,
+                                   atol=1e-9)

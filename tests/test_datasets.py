@@ -53,3 +53,21 @@ def test_correlated_3d_density_and_samples_match_its_description():
     sd = np.sqrt(np.diagonal(covs, axis1=-2, axis2=-1))
     correlation = covs / (sd[..., :, None] * sd[..., None, :])
     assert np.all(np.abs(correlation).max(axis=(0, 1))[np.triu_indices(3, 1)] > 0.3)
+
+
+def test_correlated_2d_samples_have_the_documented_moments_and_correlation_signs():
+    """Near x = 0.9 component A has correlation 0.8 x = 0.72 and component B -0.6: the
+    sample correlation around each component's mean has those signs and sizes."""
+    task = datasets.correlated_2d(200_000, seed=0, dtype="float64")
+    t, y = task.x[:, 0], task.y
+    near = np.abs(t - 0.9) < 0.02
+    mean_a = np.stack([t, 2 * t**2 - 1], -1)
+    mean_b = np.stack([-t, 1 - 2 * t**2], -1)
+    closer_a = (np.linalg.norm(y - mean_a, axis=-1) < np.linalg.norm(y - mean_b, axis=-1))
+    for closer, rho, sds, mean in ((closer_a, 0.72, (0.25, 0.2), mean_a),
+                                   (~closer_a, -0.6, (0.2, 0.3), mean_b)):
+        rows = near & closer
+        centred = y[rows] - mean[rows]
+        np.testing.assert_allclose(np.corrcoef(centred.T)[0, 1], rho, atol=0.05)
+        np.testing.assert_allclose(centred.std(0), sds, rtol=0.08)
+    np.testing.assert_allclose(closer_a[near].mean(), 0.6, atol=0.03)  # branch weights

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from scipy import stats
 from conftest import (params_for, random_mixture, requires_float64, restrict_covariance,
                       scipy_mixture_logpdf)
 
 import mdn_layers
-from mdn_layers import datasets
+from mdn_layers import datasets, layout
 
 # The training path: these tests also run under KERAS_BACKEND=jax (see README).
 pytestmark = pytest.mark.backend_neutral
@@ -256,3 +257,47 @@ def test_training_softplus_and_its_gradient_against_closed_forms(dtype):
                                rtol=rtol, atol=atol)
     np.testing.assert_allclose(np.asarray(gradient), 1.0 / (1.0 + np.exp(-x.astype("float64"))),
                                rtol=rtol, atol=atol)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("covariance", KINDS)
+def test_a_non_default_diag_shift_reaches_layer_loss_and_predict_mixture(rng, covariance):
+    """Params whose raw scale entries are very negative: every standard deviation is then the
+    diag_shift floor, so the density is that of N(loc, diag_shift^2 I) (scipy)."""
+    shift = 0.3
+    head = mdn_layers.MixtureDensity(2, 1, covariance, diag_shift=shift)
+    model = keras.Sequential([keras.Input((3,)), head])
+    maps = layout.index_maps(2, 1, covariance)
+    bias = np.zeros(head.num_params, "float32")
+    bias[maps.positive] = -40.0                       # softplus(-40) = 0: std = diag_shift
+    bias[maps.loc[0]] = [1.0, -2.0]
+    head.set_weights([np.zeros_like(keras.ops.convert_to_numpy(head.kernel)), bias])
+    x = rng.normal(size=(4, 3)).astype("float32")
+    y = rng.normal(size=(4, 2)).astype("float32")
+    expected = -stats.multivariate_normal([1.0, -2.0], shift**2 * np.eye(2)).logpdf(y)
+    loss = mdn_layers.MixtureNLL.for_layer(head)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loss.call(y, model(x))), expected,
+                               rtol=1e-5)
+    assert loss.diag_shift == shift
+    model.compile("adam", loss=loss)
+    mixture = mdn_layers.predict_mixture(model, x)
+    np.testing.assert_allclose(-mixture.log_prob(y).numpy(), expected, rtol=1e-5)
+    mismatched = mdn_layers.MixtureNLL(2, 1, covariance)  # default diag_shift: 1e-5
+    assert not np.allclose(keras.ops.convert_to_numpy(mismatched.call(y, model(x))), expected)
+    model.compile("adam", loss=mismatched)
+    with pytest.raises(ValueError, match="differs"):
+        mdn_layers.predict_mixture(model, x)
+
+
+@pytest.mark.backend_neutral
+def test_loc_spread_and_initial_scale_set_the_initial_mixture():
+    """The starting means are N(0, loc_spread^2) draws (their spread over many components
+    tracks loc_spread) and every starting standard deviation is initial_scale."""
+    keras.utils.set_random_seed(0)
+    for spread, scale in ((0.1, 0.4), (3.0, 2.0)):
+        head = mdn_layers.MixtureDensity(2, 400, "diag", loc_spread=spread, initial_scale=scale)
+        mixture = head.mixture(keras.ops.convert_to_numpy(head(np.zeros((1, 2), "float32"))))
+        means = mixture.components_distribution.mean().numpy()[0]
+        np.testing.assert_allclose(means.std(), spread, rtol=0.1)
+        np.testing.assert_allclose(mixture.components_distribution.stddev().numpy(), scale,
+                                   rtol=1e-4)

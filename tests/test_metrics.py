@@ -46,3 +46,51 @@ def test_metric_values_equal_mean_scores(rng):
 def test_coverage_metric_validates_level():
     with pytest.raises(ValueError, match="level"):
         metrics.IntervalCoverage(2, 3, level=90)
+
+
+def test_energy_score_metric_is_close_to_the_closed_form_for_one_dim(rng):
+    """For D = 1 the energy score is the CRPS (closed form): the metric's Monte Carlo value
+    matches it, so the spread term carries its 1/2 weight."""
+    params = rng.normal(size=(400, mdn_layers.params_size(1, 3))).astype("float32")
+    y = rng.normal(size=(400, 1)).astype("float32")
+    energy = metrics.EnergyScore(1, 3, num_samples=400)
+    energy.update_state(y, params)
+    crps = np.mean(scores.crps(mdn_layers.mixture_from_params(params, 1, 3), y))
+    np.testing.assert_allclose(float(energy.result()), crps, rtol=0.03)
+
+
+def test_every_metric_weights_samples_by_sample_weight(rng):
+    params = rng.normal(size=(12, mdn_layers.params_size(2, 3))).astype("float32")
+    y = rng.normal(size=(12, 2)).astype("float32")
+    weights = np.r_[np.ones(4), np.zeros(8)].astype("float32")
+    for weighted, subset in zip(all_metrics(), all_metrics()):
+        weighted.update_state(y, params, sample_weight=weights)
+        subset.update_state(y[:4], params[:4])
+        np.testing.assert_allclose(float(weighted.result()), float(subset.result()),
+                                   rtol=1e-5, atol=1e-6, err_msg=weighted.name)
+
+
+def test_missing_targets_count_only_observed_dims_in_coverage_and_energy(rng):
+    """Coverage with a missing dim is the coverage of the observed dim alone (per sample),
+    and the energy score with NaN targets uses norms over the observed dims only."""
+    params = rng.normal(size=(30, mdn_layers.params_size(2, 3))).astype("float32")
+    y = rng.normal(size=(30, 2)).astype("float32")
+    y_missing = y.copy()
+    y_missing[:, 1] = np.nan
+    mixture = mdn_layers.mixture_from_params(params, 2, 3)
+    coverage = metrics.IntervalCoverage(2, 3, level=0.5, allow_missing=True)
+    coverage.update_state(y_missing, params)
+    low, high = mdn_layers.central_interval(mixture, 0.5)
+    inside = (y[:, 0] >= low.numpy()[:, 0]) & (y[:, 0] <= high.numpy()[:, 0])
+    np.testing.assert_allclose(float(coverage.result()), inside.mean(), atol=1e-6)
+    energy = metrics.EnergyScore(2, 3, num_samples=300, allow_missing=True)
+    energy.update_state(y_missing, params)
+    marginal = mdn_layers.marginalize(mixture, [0])
+    expected = np.mean(scores.energy_score(marginal, y[:, :1], num_samples=300))
+    np.testing.assert_allclose(float(energy.result()), expected, rtol=0.05)
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, -0.1, True])
+def test_interval_levels_exclude_zero_and_one(level):
+    with pytest.raises(ValueError, match="level"):
+        metrics.IntervalCoverage(2, 3, level=level)

@@ -1,11 +1,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
 import mdn_layers
-from mdn_layers import datasets, tfp_layers
+from mdn_layers import datasets, summaries, tfp_layers
 
 tfd = tfp.distributions
 
@@ -197,3 +198,17 @@ def test_predict_mixture_streams_row_chunks(monkeypatch):
     mixture = mdn_layers.predict_mixture(model, x, batch_size=10)
     assert mixture.batch_shape == (53,)
     np.testing.assert_allclose(mixture.log_prob(y), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_convert_to_tensor_fn_mode_is_the_mixture_mode(rng):
+    """A bimodal mixture whose mean lies between its modes: the layer's tensor value with
+    "mode" is summaries.mode, not the mean."""
+    params = np.zeros((3, tfp_layers.MixtureDistribution.params_size(1, 2)), "float32")
+    params[:, :2] = [[0.5, 0.0]]          # weights 0.62 / 0.38
+    params[:, 2], params[:, 4] = -3.0, 3.0  # means -3 and 3, standard deviations softplus(0)
+    layer = tfp_layers.MixtureDistribution(1, 2, convert_to_tensor_fn="mode")
+    value = tf.convert_to_tensor(layer(params))
+    expected = summaries.mode(mdn_layers.mixture_from_params(params, 1, 2))
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    mean = mdn_layers.mixture_from_params(params, 1, 2).mean()
+    assert np.all(np.abs(value.numpy() - mean.numpy()) > 1.0)
