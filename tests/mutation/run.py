@@ -1,0 +1,108 @@
+"""One-line mutation testing: do the tests fail when the code is wrong?
+
+Each mutant is one textual replacement in one module of ``mdn_layers``, applied to a
+temporary copy of the package; the tests named beside it run against the copy (with
+``PYTHONPATH`` pointing there first). A mutant that every test survives marks a feature whose
+tests cannot fail. Not run by the test suite (it takes minutes); run it when a feature lands,
+and add that feature's own mutants to ``MUTANTS``.
+
+    python tests/mutation/run.py [--only NAME ...] [--list]
+
+Prints one line per mutant (caught or SURVIVED) and the score.
+"""
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+# name: (module, original text, mutated text, tests to run)
+MUTANTS = {
+    "layer ignores diag_shift": (
+        "_config.py", "self.diag_shift = _validation.check_nonnegative_float(diag_shift, "
+        "\"diag_shift\")", "self.diag_shift = 1e-5",
+        "tests/test_layers.py -k diag_shift"),
+    "energy spread weighted 1": (
+        "gaussian.py", "return (to_value - 0.5 * spread) / first.shape[0]",
+        "return (to_value - spread) / first.shape[0]",
+        "tests/test_metrics.py tests/test_scores.py"),
+    "metrics ignore sample_weight": (
+        "metrics.py", "            weight = weight * sample_weight",
+        "            weight = weight", "tests/test_metrics.py"),
+    "probability accepts 0 and 1": (
+        "_validation.py", "if not 0 < value < 1:", "if not 0 <= value <= 1:",
+        "tests/test_metrics.py"),
+    "correlated_2d sign flipped": (
+        "datasets.py", "tril(0.2, 0.3, -0.6)", "tril(0.2, 0.3, 0.6)", "tests/test_datasets.py"),
+    "condition stops the gradient of the shift": (
+        "conditioning.py", "        loc = _gather_dims(parts.loc, unobserved) + shift",
+        "        loc = _gather_dims(parts.loc, unobserved) + tf.stop_gradient(shift)",
+        "tests/test_conditioning.py -k finite_diff"),
+    "adapt ignores the target scale": (
+        "layout.py", "    linear = params * multiplier + shift",
+        "    linear = params + shift", "tests/test_adaptation.py"),
+    "ensemble ignores member weights": (
+        "ensembles.py", "    return tf.constant(np.log(weights / weights.sum()), dtype)",
+        "    return tf.fill([num_members], tf.constant(-np.log(num_members), dtype))",
+        "tests/test_ensembles.py"),
+    "Givens rotation sign flipped": (
+        "gaussian.py", "-s * p if p is not None else None", "s * p if p is not None else None",
+        "tests/test_distributions.py -k permuted"),
+    "loss broadcasts mis-ranked targets": (
+        "_targets.py", "        if len(leading_true) != len(leading_pred) or any(",
+        "        if False and any(", "tests/test_contracts.py -k leading_axes"),
+    "mode returns the mean": (
+        "tfp_layers.py", '    "mode": summaries.mode,',
+        '    "mode": tfp.distributions.Distribution.mean,', "tests/test_tfp_layers.py -k mode"),
+    "missing-target rows use the full factor": (
+        "gaussian.py", "        rows = ([[observed[e] * entry(e, d) if e >= d else None",
+        "        rows = ([[entry(e, d) if e >= d else None",
+        "tests/test_float32_numerics.py -k missing"),
+}
+
+
+def run_mutant(name, module, original, mutated, tests, workdir):
+    package = workdir / "mdn_layers"
+    if package.exists():
+        shutil.rmtree(package)
+    shutil.copytree(ROOT / "mdn_layers", package)
+    path = package / module
+    source = path.read_text()
+    if source.count(original) != 1:
+        return f"{name}: the original line is not found exactly once in {module} (update it)"
+    path.write_text(source.replace(original, mutated))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT / "tests")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Run from the copy's folder, so `import mdn_layers` finds the mutant first.
+    arguments = [str(ROOT / part) if part.startswith("tests/") else part
+                 for part in tests.split()]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                             "--rootdir", str(ROOT), *arguments], cwd=workdir, env=env,
+                            capture_output=True, text=True)
+    return f"{name}: {'caught' if result.returncode != 0 else 'SURVIVED'}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", help="mutant names to run")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    args = parser.parse_args()
+    names = args.only or list(MUTANTS)
+    if args.list:
+        print("\n".join(names))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = [run_mutant(name, *MUTANTS[name], pathlib.Path(tmp)) for name in names]
+    for line in lines:
+        print(line)
+    caught = sum(line.endswith("caught") for line in lines)
+    print(f"score: {caught} of {len(lines)} mutants caught")
+
+
+if __name__ == "__main__":
+    main()
