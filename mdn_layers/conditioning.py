@@ -75,13 +75,16 @@ def _permuted_cholesky(parts, order):
         chol = gaussian.permuted_cholesky(_tf_ops, parts.scale, order, _unroll(parts))
     diagonal = gaussian.tril_diagonal(_tf_ops, chol)
     log_diagonal = tf.math.log(diagonal)
-    message = _SINGULAR_MESSAGE
     if tf.executing_eagerly():
-        bad = tf.where(tf.logical_not(tf.reduce_all(tf.math.is_finite(log_diagonal), -1)))
-        if bad.shape[0]:  # name the first singular component: batch index, then component
-            message += f" First at batch index {tuple(int(i) for i in bad[0, :-1])}, " \
-                       f"component {int(bad[0, -1])}."
-    checked = _tf_ops.check_finite(log_diagonal, message, tf.errors.InvalidArgumentError)
+        finite = tf.reduce_all(tf.math.is_finite(log_diagonal), -1)
+        if not bool(tf.reduce_all(finite)):  # name the first singular component
+            bad = tf.where(tf.logical_not(finite))[0]
+            raise tf.errors.InvalidArgumentError(
+                None, None, f"{_SINGULAR_MESSAGE} First at batch index "
+                f"{tuple(int(i) for i in bad[:-1])}, component {int(bad[-1])}.")
+        return chol
+    checked = _tf_ops.check_finite(log_diagonal, _SINGULAR_MESSAGE,
+                                   tf.errors.InvalidArgumentError)
     with tf.control_dependencies([checked]):
         return tf.nest.map_structure(tf.identity, chol)
 

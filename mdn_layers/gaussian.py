@@ -102,6 +102,7 @@ def _givens_factor(ops, rows, num_columns):
     a matrix needs are built.
     """
     rows = [list(row) for row in rows]
+    rotated = set()  # pivots set by a rotation: r >= 0, no sign to fix
     for j in range(num_columns):
         for i in range(j + 1, len(rows)):
             b = rows[i][j]
@@ -110,6 +111,7 @@ def _givens_factor(ops, rows, num_columns):
             if rows[j][j] is None:  # nothing to rotate against: swap the rows
                 rows[j], rows[i] = rows[i], rows[j]
                 continue
+            rotated.add(j)
             c, s, r = _rotation(ops, rows[j][j], b)
             for k in range(j + 1, num_columns):
                 p, q = rows[j][k], rows[i][k]
@@ -122,13 +124,13 @@ def _givens_factor(ops, rows, num_columns):
             rows[j][j], rows[i][j] = r, None
     zero = ops.zeros_like(next(entry for row in rows for entry in row if entry is not None))
     one = ops.ones_like(zero)
-    factor = []
+    signs, factor = {}, []
     for i in range(num_columns):
         factor.append([])
         for j in range(i + 1):
             entry = rows[j][i] if rows[j][i] is not None else zero
-            if rows[j][j] is not None:  # a swapped, never rotated pivot may be negative
-                entry = entry * ops.where(rows[j][j] < 0, -one, one)
+            if j not in rotated and rows[j][j] is not None:  # an original entry: any sign
+                entry = entry * signs.setdefault(j, ops.where(rows[j][j] < 0, -one, one))
             factor[i].append(entry)
     return TrilSlabs(tuple(tuple(row) for row in factor))
 
