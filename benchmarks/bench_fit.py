@@ -270,7 +270,8 @@ def markdown(table, target_rows, meta):
         lines.append(f"| {row['D']} | {row['K']} | {row['head']} | {row['backend']} | "
                      f"{row['samples_per_s'] / 1e3:,.0f}k | {low / 1e3:,.0f}k–{high / 1e3:,.0f}k"
                      f" | {row['first_epoch_s']:.1f} |")
-    lines += ["", "| target | ours (best) | peer (best) | ratio | target |", "|---|---|---|---:|---:|"]
+    lines += ["", "| target | ours (best) | peer (best) | ratio | target |",
+              "|---|---|---|---:|---:|"]
     for row in target_rows:
         lines.append(f"| D={row['D']}, K={row['K']}: {row['ours']} vs {row['peer']} | "
                      f"{row['ours_best'][0] / 1e3:,.0f}k ({row['ours_best'][1]}) | "

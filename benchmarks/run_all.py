@@ -153,7 +153,8 @@ def main():
     tables, results = load(args.out)
     import keras
     import tensorflow as tf
-    lines = [f"# Benchmark results{' (quick smoke run: not numbers to quote)' if args.quick else ''}",
+    quick = " (quick smoke run: not numbers to quote)" if args.quick else ""
+    lines = [f"# Benchmark results{quick}",
              "", f"{datetime.date.today()}; {machine()}; Keras {keras.__version__}, "
              f"TensorFlow {tf.__version__}. Command: `python benchmarks/run_all.py"
              f"{' --quick' if args.quick else ''}`.", "", "![results](results.png)", ""]

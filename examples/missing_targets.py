@@ -11,7 +11,7 @@ and compare held-out NLLs on complete test data: the joint ``p(y | x)`` and the 
 ``p(y0 | x)``, next to the oracle. Writes ``missing_targets.png``.
 
 Run: ``python examples/missing_targets.py [--epochs N] [--long] [--quiet] [--output PATH]``
-(about a minute on 2 CPU cores). 
+(about a minute on 2 CPU cores).
 """
 
 import argparse
