@@ -31,7 +31,7 @@ def build_model(num_features, y_train, seed):
     keras.utils.set_random_seed(seed)
     head = mdn_layers.MixtureDensity(event_size=1, num_components=5).adapt(y_train)
     model = keras.Sequential([keras.Input((num_features,)),
-                              keras.layers.GaussianNoise(0.1),  # regularises MDNs well
+                              keras.layers.GaussianNoise(0.2),  # regularises MDNs well
                               keras.layers.Dense(50, activation="relu"), head])
     model.compile(keras.optimizers.Adam(0.01), loss=mdn_layers.MixtureNLL.for_layer(head))
     return model
