@@ -183,6 +183,14 @@ def negative_log_likelihood(y_true, distribution):
                          f"{y_true.shape[-1] if y_true.shape.rank else 'none (scalar)'}, but "
                          f"the distribution's event size is {event_shape[0]}; y_true shape "
                          f"{y_true.shape}.")
+    batch_shape = distribution.batch_shape
+    if event_shape.rank == 1 and y_true.shape.rank is not None and batch_shape.rank is not None:
+        leading = y_true.shape[:-1]
+        if leading.rank != batch_shape.rank or not leading.is_compatible_with(batch_shape):
+            # Broadcasting here would score every target against every prediction.
+            raise ValueError(f"negative_log_likelihood: y_true shape {y_true.shape} does not "
+                             f"match the distribution's batch shape {batch_shape} plus its "
+                             f"event shape {event_shape}.")
     y_true = _tf_ops.check_finite(y_true, "negative_log_likelihood: y_true contains NaN or "
                                   "inf.")
     return -distribution.log_prob(y_true)

@@ -212,3 +212,12 @@ def test_convert_to_tensor_fn_mode_is_the_mixture_mode(rng):
     np.testing.assert_allclose(value, expected, rtol=1e-5)
     mean = mdn_layers.mixture_from_params(params, 1, 2).mean()
     assert np.all(np.abs(value.numpy() - mean.numpy()) > 1.0)
+
+
+def test_tf_keras_loss_refuses_targets_whose_leading_axes_are_not_the_batch():
+    mixture = mdn_layers.mixture_from_params(np.zeros((6, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match="does not match"):
+        tfp_layers.negative_log_likelihood(np.zeros((6, 1, 2), "float32"), mixture)
+    with pytest.raises(ValueError, match="does not match"):
+        tfp_layers.negative_log_likelihood(np.zeros((5, 2), "float32"), mixture)
+    assert tfp_layers.negative_log_likelihood(np.zeros((6, 2), "float32"), mixture).shape == (6,)
