@@ -89,19 +89,30 @@ def _permuted_cholesky(parts, order):
         return tf.nest.map_structure(tf.identity, chol)
 
 
-def _posterior_log_weights(log_weights, z, log_det, num_observed):
+def _values_scale(values):
+    """``[..., 1, 1]`` a power of two >= 1 within a factor 2 of ``max |values|`` per batch row
+    (rounded down, so it cannot overflow): residuals divided by it (exactly) whiten without
+    overflow however far out the values are."""
+    largest = tf.maximum(tf.reduce_max(tf.abs(values), axis=-1), tf.ones([], values.dtype))
+    return tf.pow(tf.constant(2.0, values.dtype),
+                  tf.math.floor(tf.math.log(largest) / np.log(2.0)))[..., tf.newaxis, tf.newaxis]
+
+
+def _posterior_log_weights(log_weights, z_scaled, values_scale, log_det, num_observed):
     """``[..., K]`` log responsibilities ``log w_k N(y_O | k) - log sum_j (...)``.
 
-    Far enough out (about 1e19 standard deviations in float32) ``|z|^2`` overflows and every
-    component's density is 0. The limit of the responsibilities is then the component(s)
-    with the smallest whitened distance (the slowest-decaying marginal), found from
-    residuals rescaled by their largest entry; ties keep weight times ``1 / |L|``.
+    ``z_scaled * values_scale`` are the whitened residuals. Far enough out (about 1e19
+    standard deviations in float32) ``|z|^2`` overflows and every component's density is 0.
+    The limit of the responsibilities is then the component(s) with the smallest whitened
+    distance (the slowest-decaying marginal), found from the scaled residuals rescaled by their
+    largest entry; ties keep weight times ``1 / |L|``.
     """
+    z = z_scaled * values_scale
     posterior = log_weights + gaussian.gaussian_log_density(_tf_ops, z, log_det, num_observed)
     all_lost = tf.reduce_all(tf.math.is_inf(posterior), axis=-1, keepdims=True)
-    largest = tf.reduce_max(tf.abs(z), axis=[-2, -1], keepdims=True)
-    rescaled = tf.reduce_sum(tf.square(z / tf.maximum(largest, tf.cast(1e-30, z.dtype))),
-                             axis=-1)
+    largest = tf.reduce_max(tf.abs(z_scaled), axis=[-2, -1], keepdims=True)
+    rescaled = tf.reduce_sum(
+        tf.square(z_scaled / tf.maximum(largest, tf.cast(1e-30, z.dtype))), axis=-1)
     nearest = rescaled <= tf.reduce_min(rescaled, axis=-1, keepdims=True)
     limit = tf.where(nearest, log_weights - log_det, tf.constant(-np.inf, z.dtype))
     return tf.math.log_softmax(tf.where(all_lost, limit, posterior), axis=-1)
@@ -155,7 +166,9 @@ def condition(dist, indices, values):
         return dist
     values = _check_values(values, len(observed), parts.dtype)
     unobserved = [d for d in range(parts.event_size) if d not in observed]
-    residual = values[..., tf.newaxis, :] - _gather_dims(parts.loc, observed)
+    values_scale = _values_scale(values)
+    residual = (values[..., tf.newaxis, :] / values_scale
+                - _gather_dims(parts.loc, observed) / values_scale)
     num_observed = len(observed)
     if parts.diagonal:
         z, log_det = gaussian.whiten(_tf_ops, _gather_dims(parts.scale, observed), True,
@@ -175,8 +188,9 @@ def condition(dist, indices, values):
                 _tf_ops, chol[..., :num_observed, :num_observed], False, residual)
             shift = tf.linalg.matvec(chol[..., num_observed:, :num_observed], z)
             scale = chol[..., num_observed:, num_observed:]
-        loc = _gather_dims(parts.loc, unobserved) + shift
-    log_weights = _posterior_log_weights(parts.log_weights, z, log_det, num_observed)
+        loc = _gather_dims(parts.loc, unobserved) + shift * values_scale
+    log_weights = _posterior_log_weights(parts.log_weights, z, values_scale, log_det,
+                                         num_observed)
     return build_distribution(
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
 

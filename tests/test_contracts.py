@@ -254,3 +254,15 @@ def test_sample_refuses_string_temperatures_and_takes_a_tensor_int_seed():
         mdn_layers.sample(mixture, 4, temperature="1")
     np.testing.assert_array_equal(mdn_layers.sample(mixture, 4, seed=tf.constant(3)),
                                   mdn_layers.sample(mixture, 4, seed=3))
+
+
+@pytest.mark.parametrize("far", [1e20, 1e30, 3e38, -3e38])
+def test_condition_far_out_finite_values_give_finite_weights(far):
+    """float32 values far beyond every component: the weights are the limiting ones (all on
+    the slowest-decaying marginal, here the widest component), never NaN."""
+    tril = np.stack([0.5 * np.eye(2), 3.0 * np.eye(2)]).astype("float32")
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                    tfd.MultivariateNormalTriL(np.zeros((2, 2), "float32"), tril))
+    given = mdn_layers.condition(mixture, [1], np.array([far], "float32"))
+    np.testing.assert_allclose(given.mixture_distribution.probs_parameter(), [0.0, 1.0],
+                               atol=1e-6)
