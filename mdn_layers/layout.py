@@ -86,11 +86,19 @@ class IndexMaps(NamedTuple):
         (spherical: ``D`` times its one entry).
       dense: full only: ``[D, D]`` positions in ``concat([entries, diagonal, 0])`` (length
         ``S + D + 1``) that fill the Cholesky factor.
+      dim: ``[P]`` for an affine map of the targets, the target dim whose scale multiplies
+        each entry (a mean's dim, a Cholesky row, a standard deviation's dim; spherical: dim
+        0), ``D`` for entries it leaves alone (logits).
+      is_loc: ``[P]`` bool, the component means (shifted as well as scaled).
+      component: ``[P]`` the component an entry belongs to (``-1`` for logits).
     """
     loc: np.ndarray
     positive: np.ndarray
     diagonal: np.ndarray
     dense: np.ndarray
+    dim: np.ndarray
+    is_loc: np.ndarray
+    component: np.ndarray
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,7 +119,20 @@ def index_maps(event_size, num_components, covariance):
         dense = None
     positive = np.zeros(params_size(event_size, num_components, covariance), bool)
     positive[(starts[:, None] + event_size + diagonal[None, :]).ravel()] = True
-    return IndexMaps(loc, positive, diagonal, dense)
+    if covariance == "full":
+        rows = np.zeros(num_scale, int)
+        for i in range(event_size):
+            rows[fill[i, :i + 1]] = i
+    else:
+        rows = np.arange(num_scale)
+    dim = np.concatenate([np.full(num_components, event_size),
+                          np.tile(np.concatenate([np.arange(event_size), rows]),
+                                  num_components)])
+    is_loc = np.concatenate([np.zeros(num_components, bool),
+                             np.tile(np.arange(block) < event_size, num_components)])
+    component = np.concatenate([np.full(num_components, -1),
+                                np.repeat(np.arange(num_components), block)])
+    return IndexMaps(loc, positive, diagonal, dense, dim, is_loc, component)
 
 
 class PackedTril(NamedTuple):
@@ -195,7 +216,7 @@ def initial_params(ops, event_size, num_components, covariance, locs, scale,
     maps = index_maps(event_size, num_components, covariance)
     size = maps.positive.size
     per_component = np.broadcast_to(np.asarray(scale, np.float64), (num_components,))
-    component = np.maximum(affine_maps(event_size, num_components, covariance).component, 0)
+    component = np.maximum(maps.component, 0)
     base = np.where(maps.positive,
                     _inverse_positive_scale(per_component[component], diag_shift), 0.0)
     # Position p takes locs[j] where maps.loc holds p at flat index j, else a zero.
@@ -204,42 +225,6 @@ def initial_params(ops, event_size, num_components, covariance, locs, scale,
     flat_locs = ops.reshape(locs, (-1,))
     padded = ops.concatenate([flat_locs, ops.zeros_like(flat_locs[:1])], axis=0)
     return ops.take(padded, source, axis=0) + ops.cast(base, locs.dtype)
-
-
-class AffineMaps(NamedTuple):
-    """Static maps of a params vector ``[P]`` for an affine map of the targets.
-
-    Attributes:
-      dim: ``[P]`` the target dim whose scale multiplies the entry (a mean's dim, a Cholesky
-        row, a standard deviation's dim), ``D`` for entries it leaves alone (logits).
-      is_loc: ``[P]`` bool, the component means (shifted as well as scaled).
-      component: ``[P]`` the component an entry belongs to (``-1`` for logits).
-    """
-    dim: np.ndarray
-    is_loc: np.ndarray
-    component: np.ndarray
-
-
-@functools.lru_cache(maxsize=None)
-def affine_maps(event_size, num_components, covariance):
-    """:class:`AffineMaps` of a validated config (cached)."""
-    num_scale = scale_params_size(event_size, covariance)
-    block = event_size + num_scale
-    if covariance == "full":
-        rows = np.zeros(num_scale, int)
-        fill = tril_fill_indices(event_size)
-        for i in range(event_size):
-            rows[fill[i, :i + 1]] = i
-    else:
-        rows = np.arange(num_scale)  # diag: its dim; spherical: dim 0 (equal scales)
-    dim = np.concatenate([np.full(num_components, event_size),
-                          np.tile(np.concatenate([np.arange(event_size), rows]),
-                                  num_components)])
-    is_loc = np.concatenate([np.zeros(num_components, bool),
-                             np.tile(np.arange(block) < event_size, num_components)])
-    component = np.concatenate([np.full(num_components, -1),
-                                np.repeat(np.arange(num_components), block)])
-    return AffineMaps(dim, is_loc, component)
 
 
 def rescale_params(ops, params, event_size, num_components, covariance, loc, scale):
@@ -253,13 +238,12 @@ def rescale_params(ops, params, event_size, num_components, covariance, loc, sca
     floor stays a floor in the new units. Elementwise, so it compiles anywhere.
     """
     maps = index_maps(event_size, num_components, covariance)
-    affine = affine_maps(event_size, num_components, covariance)
     dtype_like = params
     one = ops.cast(np.ones(1), dtype_like.dtype)
     scale = ops.cast(scale, dtype_like.dtype)
-    multiplier = ops.take(ops.concatenate([scale, one], axis=0), affine.dim, axis=0)  # [P]
+    multiplier = ops.take(ops.concatenate([scale, one], axis=0), maps.dim, axis=0)  # [P]
     shift = ops.take(ops.concatenate([ops.cast(loc, dtype_like.dtype), 0.0 * one], axis=0),
-                     np.where(affine.is_loc, affine.dim, event_size), axis=0)
+                     np.where(maps.is_loc, maps.dim, event_size), axis=0)
     linear = params * multiplier + shift
     # Far below zero softplus(x) = exp(x) to float64 precision, and the map is x + log(scale);
     # the other branch then never sees such x, so its gradient stays finite.
