@@ -63,6 +63,20 @@ MUTANTS = {
         "gaussian.py", "        rows = ([[observed[e] * entry(e, d) if e >= d else None",
         "        rows = ([[entry(e, d) if e >= d else None",
         "tests/test_float32_numerics.py -k missing"),
+    "loss built for a layer drops its diag_shift": (
+        "losses.py", "        return cls(**layer.mixture_config(), **kwargs)",
+        "        return cls(**{key: value for key, value in layer.mixture_config().items()\n"
+        "                      if key != 'diag_shift'}, **kwargs)",
+        "tests/test_layers.py -k diag_shift"),
+    "layer ignores loc_spread": (
+        "layers.py", "keras.initializers.RandomNormal(stddev=self.loc_spread)",
+        "keras.initializers.RandomNormal(stddev=1.0)", "tests/test_layers.py -k loc_spread"),
+    "coverage averages over missing dims": (
+        "metrics.py", "        return _mean_over_observed(inside, observed)",
+        "        return ops.mean(inside, axis=-1)", "tests/test_metrics.py"),
+    "energy score ignores the missing mask": (
+        "metrics.py", "            ops.reshape(observed, (-1, self.event_size)))",
+        "            None)", "tests/test_metrics.py"),
 }
 
 
