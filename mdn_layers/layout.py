@@ -238,11 +238,10 @@ def rescale_params(ops, params, event_size, num_components, covariance, loc, sca
     floor stays a floor in the new units. Elementwise, so it compiles anywhere.
     """
     maps = index_maps(event_size, num_components, covariance)
-    dtype_like = params
-    one = ops.cast(np.ones(1), dtype_like.dtype)
-    scale = ops.cast(scale, dtype_like.dtype)
+    one = ops.cast(np.ones(1), params.dtype)
+    scale = ops.cast(scale, params.dtype)
     multiplier = ops.take(ops.concatenate([scale, one], axis=0), maps.dim, axis=0)  # [P]
-    shift = ops.take(ops.concatenate([ops.cast(loc, dtype_like.dtype), 0.0 * one], axis=0),
+    shift = ops.take(ops.concatenate([ops.cast(loc, params.dtype), 0.0 * one], axis=0),
                      np.where(maps.is_loc, maps.dim, event_size), axis=0)
     linear = params * multiplier + shift
     # Far below zero softplus(x) = exp(x) to float64 precision, and the map is x + log(scale);

@@ -83,8 +83,8 @@ def test_adapted_params_are_the_standardised_mixture_in_target_units(rng, covari
 def test_rescaled_entries_far_below_zero_keep_finite_values_and_gradients():
     import tensorflow as tf
     from mdn_layers import _tf_ops
-    params = tf.constant([[0.0, 1.0, -80.0, -40.0, -29.0, 3.0]])  # K=1, D=1... full D=2
-    params = tf.concat([params[:, :1], params[:, 1:]], -1)
+    # K=1, D=2, full: [logit | 2 means | 3 tril entries], two of them far below zero
+    params = tf.constant([[0.0, 1.0, -80.0, -40.0, -29.0, 3.0]])
     loc, scale = tf.constant([1.0, 2.0]), tf.constant([5.0, 1e-3])
     with tf.GradientTape() as tape:
         tape.watch(params)
