@@ -4,7 +4,10 @@ Setting: 8 inputs, a 2x64 ReLU trunk, Adam, batch 1024, ``--samples`` rows per e
 each ``(D, K)`` in ``--configs``. Heads: ours (full, diag, spherical) and keras-mdn-layer
 1.0's ``MDN`` (diagonal) on each Keras 3 backend (``jit_compile=True`` on TensorFlow and
 JAX, eager PyTorch), and ``tfp.layers.MixtureSameFamily(K, MultivariateNormalTriL(D))`` on
-tf_keras with and without ``jit_compile``; every head also with each
+tf_keras with and without ``jit_compile``; the **ceiling** of each of our heads (the same
+network and output width, ``Dense(P)``, trained with the cheapest loss that reads every
+output, ``mean((params[:, :D] - y)^2) + 1e-3 mean(params^2)``: what any loss adds on top of
+it is the loss's cost), reported as ours / ceiling; every head also with each
 ``--steps-per-execution`` value, so each library is compared at its best setting. Each
 backend runs in its own subprocess (Keras picks its backend at import). Within it, every
 model of a config is built and trains one warm-up (compiling) epoch, then ``--epochs`` rounds
@@ -103,6 +106,13 @@ KERAS3_WORKER = COMMON + textwrap.dedent("""
     steps_options = STEPS if backend != "torch" else [1]  # eager: steps only loop in Python
     Timer = timer_class(keras.callbacks.Callback)
 
+    def ceiling_loss(d):
+        # The cheapest loss that reads every output: what any head of this width costs.
+        def loss(y, params):
+            return (keras.ops.mean(keras.ops.square(params[..., :d] - y), axis=-1)
+                    + 1e-3 * keras.ops.mean(keras.ops.square(params), axis=-1))
+        return loss
+
     def models(d, k, steps_options):
         out = {}
         for steps in steps_options:
@@ -110,6 +120,8 @@ KERAS3_WORKER = COMMON + textwrap.dedent("""
                       mdn_layers.MixtureNLL(d, k, kind)) for kind in ("full", "diag", "spherical")]
             heads.append(("keras-mdn-layer diag", keras_mdn_layer.MDN(d, k),
                           keras_mdn_layer.get_mixture_loss_func(d, k)))
+            heads += [(f"ceiling {kind}", keras.layers.Dense(mdn_layers.params_size(d, k, kind)),
+                       ceiling_loss(d)) for kind in ("full", "diag", "spherical")]
             for name, head, loss in heads:
                 keras.utils.set_random_seed(0)
                 model = keras.Sequential([
@@ -252,6 +264,40 @@ def ratios(table):
     return out
 
 
+CEILING_TARGETS = {"full": 0.85, "diag": 0.90, "spherical": 0.90}
+
+
+def fractions(table):
+    """Each of our heads as a fraction of its ceiling: the same network and output width
+    trained with a squared-error loss, same backend, config and steps_per_execution."""
+    out = []
+    for row in table:
+        if not row["head"].startswith("ours ") or "samples_per_s" not in row:
+            continue
+        ceiling_name = "ceiling " + row["head"][len("ours "):]
+        ceiling = next((r for r in table if r["head"] == ceiling_name and "samples_per_s" in r
+                        and (r["backend"], r["D"], r["K"]) == (row["backend"], row["D"],
+                                                                row["K"])), None)
+        if ceiling:
+            kind = row["head"].split()[1].rstrip(",")
+            out.append({"D": row["D"], "K": row["K"], "head": row["head"],
+                        "backend": row["backend"], "ours": row["samples_per_s"],
+                        "ceiling": ceiling["samples_per_s"],
+                        "fraction": row["samples_per_s"] / ceiling["samples_per_s"],
+                        "target": CEILING_TARGETS[kind]})
+    return out
+
+
+def best_fractions(rows):
+    """Per (D, K, kind): the fraction at the backend and setting where ours is fastest."""
+    best_rows = {}
+    for row in rows:
+        key = (row["D"], row["K"], row["head"].split()[1].rstrip(","))
+        if key not in best_rows or row["ours"] > best_rows[key]["ours"]:
+            best_rows[key] = row
+    return [best_rows[key] for key in sorted(best_rows)]
+
+
 def markdown(table, target_rows, meta):
     lines = [f"Machine: {meta['machine']}; Keras {meta['keras']}; batch 1024, "
              f"{meta['samples']} samples/epoch, median of {meta['epochs']} timed epochs x "
@@ -277,6 +323,16 @@ def markdown(table, target_rows, meta):
                      f"{row['ours_best'][0] / 1e3:,.0f}k ({row['ours_best'][1]}) | "
                      f"{row['peer_best'][0] / 1e3:,.0f}k ({row['peer_best'][1]}) | "
                      f"{row['ratio']:.2f}x | {row['target']:.1f}x |")
+    ceiling_rows = best_fractions(fractions(table))
+    if ceiling_rows:
+        lines += ["", "Our heads as a fraction of the ceiling (the same network and output "
+                  "width trained with a squared-error loss), at our fastest backend and setting",
+                  "", "| D | K | head | backend | ours | ceiling | fraction | target |",
+                  "|---:|---:|---|---|---:|---:|---:|---:|"]
+        for row in ceiling_rows:
+            lines.append(f"| {row['D']} | {row['K']} | {row['head']} | {row['backend']} | "
+                         f"{row['ours'] / 1e3:,.0f}k | {row['ceiling'] / 1e3:,.0f}k | "
+                         f"{row['fraction']:.2f} | {row['target']:.2f} |")
     partial = [row for row in table if "partial_first_epoch_s" in row or "partial_error" in row]
     if partial:
         lines += ["", "Final partial batch (D, K as the largest config; 300 extra rows): first "
@@ -339,7 +395,8 @@ def main():
             "steps_per_execution": args.steps_per_execution}
     target_rows = ratios(table)
     print(markdown(table, target_rows, meta))
-    write_json(args.json, meta, table, targets=target_rows)
+    write_json(args.json, meta, table, targets=target_rows,
+               ceiling=best_fractions(fractions(table)))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,21 @@ Run: ``python examples/export_and_serve.py [--epochs N] [--long] [--quiet] [--ou
 (under a minute on 2 CPU cores). Needs the TensorFlow backend (the default).
 """
 
-import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
+
+
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=30, output="export_and_serve.png",
+                      extra=[("--folder", {"default": None, "help": "where to keep the "
+                                           "exported artifacts (default: a temporary folder, "
+                                           "removed afterwards)"})])
 
 import keras
 import matplotlib
@@ -72,6 +80,24 @@ def export(model, folder):
     return len(flatbuffer)
 
 
+def serve_in_fresh_process(model, folder, x):
+    """Exports ``model`` to ``folder`` and serves ``x`` from a TensorFlow-only process.
+
+    Returns the TFLite size in bytes, what the process reported, and the params it served,
+    ``{"saved_model": [N, P], "tflite": [N, P]}``.
+    """
+    tflite_bytes = export(model, folder)
+    np.save(os.path.join(folder, "x.npy"), x)
+    result = subprocess.run([sys.executable, "-c", SERVE, folder], capture_output=True,
+                            text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"serving process failed:\n{result.stderr[-3000:]}")
+    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    params = {name: np.load(os.path.join(folder, f"params_{name}.npy"))
+              for name in ("saved_model", "tflite")}
+    return tflite_bytes, fresh, params
+
+
 def main(epochs=30, output="export_and_serve.png", quiet=False, folder=None):
     if keras.backend.backend() != "tensorflow":
         raise SystemExit("model.export writes a TF SavedModel: run with KERAS_BACKEND=tensorflow "
@@ -87,25 +113,19 @@ def main(epochs=30, output="export_and_serve.png", quiet=False, folder=None):
                   loss=mdn_layers.MixtureNLL.for_layer(head))
     model.fit(train.x, train.y, epochs=epochs, batch_size=128, verbose=0 if quiet else "auto")
 
-    folder = folder or tempfile.mkdtemp(prefix="mdn_export_")
-    tflite_bytes = export(model, folder)
-    np.save(os.path.join(folder, "x.npy"), test.x)
-    result = subprocess.run([sys.executable, "-c", SERVE, folder], capture_output=True,
-                            text=True, timeout=600)
-    if result.returncode != 0:
-        raise RuntimeError(f"serving process failed:\n{result.stderr[-3000:]}")
-    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    with contextlib.ExitStack() as cleanup:
+        where = folder or cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mdn_"))
+        tflite_bytes, fresh, params = serve_in_fresh_process(model, where, test.x)
     expected = model.predict(test.x, verbose=0)
-    differences = {}
-    for name in ("saved_model", "tflite"):
-        served = np.load(os.path.join(folder, f"params_{name}.npy"))
-        differences[name] = float(np.max(np.abs(served - expected)))
-    print(f"exported to {folder}: SavedModel and a {tflite_bytes:,}-byte TFLite model")
+    differences = {name: float(np.max(np.abs(served - expected)))
+                   for name, served in params.items()}
+    print(f"exported to {folder or 'a temporary folder (removed)'}: SavedModel and a "
+          f"{tflite_bytes:,}-byte TFLite model")
     print(f"fresh process (mdn_layers imported: {fresh['mdn_layers_loaded']}); largest "
           f"|served params - model.predict|: SavedModel {differences['saved_model']:.2e}, "
           f"TFLite {differences['tflite']:.2e}")
 
-    served = np.load(os.path.join(folder, "params_saved_model.npy"))
+    served = params["saved_model"]
     mixture = mdn_layers.mixture_from_params(served, EVENT_SIZE, NUM_COMPONENTS)
     nll = -float(np.mean(mixture.log_prob(test.y)))
     print(f"held-out NLL from the served params {nll:.3f} nats (oracle {test.oracle_nll():.3f})")
@@ -127,11 +147,5 @@ def main(epochs=30, output="export_and_serve.png", quiet=False, folder=None):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--long", action="store_true", help="train 4x longer")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", default="export_and_serve.png")
-    parser.add_argument("--folder", default=None, help="where to export (default: a temp dir)")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs * (4 if args.long else 1), args.output, args.quiet, args.folder)

@@ -12,7 +12,9 @@ Run: ``python examples/quickstart.py [--epochs N] [--long] [--quiet] [--output P
 (about 30 s on 2 CPU cores).
 """
 
-import argparse
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=60, output="quickstart.png")
 
 import keras
 import matplotlib
@@ -88,10 +90,5 @@ def main(epochs, output, quiet=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--long", action="store_true", help="train 4x longer")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", default="quickstart.png")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

@@ -20,7 +20,12 @@ Run: ``python examples/real_data.py [--epochs N] [--members M] [--quiet] [--outp
 (about 40 s on 2 CPU cores).
 """
 
-import argparse
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=40, output="real_data.png", long=False,
+                      extra=[("--members", {"type": int, "default": 5,
+                                            "help": "ensemble members"})])
+
 
 PUBLISHED = "Deep Ensembles 2.41, NGBoost 2.43, MC-dropout 2.46, PBP 2.57 (20 splits)"
 
@@ -92,11 +97,5 @@ def main(epochs=40, output="real_data.png", members=5, quiet=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40, help="epochs per member (default 40)")
-    parser.add_argument("--members", type=int, default=5,
-                        help="ensemble members (default 5)")
-    parser.add_argument("--quiet", action="store_true", help="no training progress")
-    parser.add_argument("--output", default="real_data.png", help="PNG to write")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs, args.output, args.members, args.quiet)

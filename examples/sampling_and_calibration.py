@@ -12,7 +12,9 @@ Run: ``python examples/sampling_and_calibration.py [--epochs N] [--long] [--quie
 [--output PATH]``.
 """
 
-import argparse
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=40, output="sampling_and_calibration.png")
 
 import keras
 import matplotlib
@@ -67,7 +69,10 @@ def main(epochs, output, quiet=False):
         axes[0].scatter(np.tile(x_grid[:, 0], 3), draws.ravel(), s=3, c=colour,
                         label=f"temperature = sigma_temperature = {temperature}")
     axes[0].set_title("samples at two temperatures")
-    axes[0].legend(loc="lower left")
+    axes[0].set_xlabel("x")
+    axes[0].set_ylabel("y")
+    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, markerscale=3,
+                   fontsize=8)
     samples = mdn_layers.sample(predicted, seed=3)
     plotting.plot_samples(samples, test.y, ax=axes[1])
     axes[1].set_title("marginal of samples vs held-out data")
@@ -79,10 +84,5 @@ def main(epochs, output, quiet=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--long", action="store_true", help="train 4x longer")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", default="sampling_and_calibration.png")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

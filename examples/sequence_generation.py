@@ -12,7 +12,9 @@ Run: ``python examples/sequence_generation.py [--epochs N] [--long] [--quiet] [-
 (about a minute on 2 CPU cores).
 """
 
-import argparse
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=30, output="sequence_generation.png")
 
 import keras
 import matplotlib
@@ -76,18 +78,25 @@ def main(epochs=30, output="sequence_generation.png", quiet=False):
           f"the noise alone gives about {2 * (0.5 * np.log(2 * np.pi * 0.05**2) + 0.5):.2f})")
 
     starts = test_strokes[:6, :1]
-    figure, axes = plt.subplots(1, 3, figsize=(16, 5.2))
+    figure, axes = plt.subplots(1, 3, figsize=(16, 5.4), sharex=True, sharey=True)
+    colours = plt.get_cmap("tab10").colors
     for index in range(6):
         path = np.cumsum(test_strokes[index, :test_lengths[index]], axis=0)
-        axes[0].plot(path[:, 0], path[:, 1], lw=1.5)
+        axes[0].plot(path[:, 0], path[:, 1], lw=1.5, color=colours[index],
+                     label=f"stroke {index}")
     axes[0].set_title("real strokes (held out)")
     for ax, temperature in zip(axes[1:], (1.0, 0.3)):
         generated = generate(model, head, starts, MAX_STEPS // 2 + 5, temperature, seed=7)
-        for path in np.cumsum(generated, axis=1):
-            ax.plot(path[:, 0], path[:, 1], lw=1.5)
-        ax.set_title(f"generated from the same first step, temperature {temperature}")
-    for ax in axes:
-        ax.set_aspect("equal", adjustable="datalim")
+        for index, path in enumerate(np.cumsum(generated, axis=1)):
+            ax.plot(path[:, 0], path[:, 1], lw=1.5, color=colours[index],
+                    label=f"from stroke {index}'s first step")
+        ax.set_title(f"generated, temperature {temperature}")
+    for ax in axes:  # one scale for all three panels (shared axes)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("pen x (cumulative offset)")
+        ax.plot([], [], " ", label="same colour = same first step")
+    axes[0].set_ylabel("pen y (cumulative offset)")
+    axes[0].legend(loc="best", fontsize=7)
     figure.tight_layout()
     figure.savefig(output, dpi=110)
     print(f"wrote {output}")
@@ -95,10 +104,5 @@ def main(epochs=30, output="sequence_generation.png", quiet=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--long", action="store_true", help="train 4x longer")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", default="sequence_generation.png")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

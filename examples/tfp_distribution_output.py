@@ -10,9 +10,13 @@ probabilistic models: the last layer is a ``DistributionLambda``
 Run: ``python examples/tfp_distribution_output.py [--epochs N] [--long] [--quiet] [--output PATH]``.
 """
 
-import argparse
 import os
 import tempfile
+
+
+if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
+    from _cli import parse_args
+    ARGS = parse_args(__doc__, epochs=60, output="tfp_distribution_output.png")
 
 import matplotlib
 
@@ -72,10 +76,5 @@ def main(epochs, output, quiet=False):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--long", action="store_true", help="train 4x longer")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--output", default="tfp_distribution_output.png")
-    args = parser.parse_args()
+    args = ARGS
     main(args.epochs * (4 if args.long else 1), args.output, args.quiet)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from mdn_layers.distributions import mixture_parts
 from mdn_layers.conditioning import marginalize
+from mdn_layers.summaries import quantile
 
 
 _NON_INTERACTIVE = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
@@ -45,7 +46,7 @@ def _marginal_density(mixture, dim, values):
 
 
 def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data=None,
-                             ax=None, cmap="viridis"):
+                             ax=None, cmap="viridis", colorbar=True):
     """Heat map of ``p(y_dim | x)`` over a 1-D input grid, data on top (Bishop's figure).
 
     Args:
@@ -54,6 +55,7 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
       y_grid: ``[Y]`` target values at which to evaluate the density.
       dim: which target dim to show (its marginal).
       x_data, y_data: optional ``[N]`` points to scatter on top.
+      colorbar: draw a colour bar of the density beside the axes.
     """
     num_x = np.asarray(x_grid).reshape(-1).size
     if list(mixture.batch_shape) != [num_x]:
@@ -61,11 +63,13 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
                          f"shape [{num_x}]; received batch shape {list(mixture.batch_shape)}.")
     ax = _axes(ax)
     density = _marginal_density(mixture, dim, y_grid)
-    ax.pcolormesh(np.asarray(x_grid).ravel(), np.asarray(y_grid).ravel(), density,
-                  shading="auto", cmap=cmap)
+    mesh = ax.pcolormesh(np.asarray(x_grid).ravel(), np.asarray(y_grid).ravel(), density,
+                         shading="auto", cmap=cmap)
     if x_data is not None and y_data is not None:
         ax.scatter(np.ravel(x_data), np.ravel(y_data), s=2, c="white", alpha=0.35,
-                   linewidths=0)
+                   linewidths=0, label="data")
+    if colorbar:
+        ax.figure.colorbar(mesh, ax=ax, label=f"p(y[{dim}] | x)")
     ax.set_xlabel("x")
     ax.set_ylabel(f"y[{dim}]")
     return ax
@@ -82,15 +86,17 @@ def plot_density_1d(mixture, y_grid, dim=0, ax=None, **line_kwargs):
 
 
 def plot_mixture_2d(mixture, dims=(0, 1), data=None, ax=None, grid_size=120,
-                    num_levels=8, extent=None):
+                    num_levels=8, extent=None, colorbar=True):
     """Density contours of one 2-D mixture with a 2-sigma ellipse per component.
 
     Args:
       mixture: a mixture with batch shape ``[]`` and at least two target dims.
       dims: the two target dims to show (the others are marginalised out).
       data: optional ``[N, 2]`` points to scatter.
-      extent: ``(xmin, xmax, ymin, ymax)``; by default 3.5 standard deviations
-        around the components.
+      extent: ``(xmin, xmax, ymin, ymax)``; by default the mixture's own 0.5% and 99.5%
+        marginal quantiles per dim, widened by a quarter of that range on each side (weights
+        count, so a broad component of small weight does not zoom the view out).
+      colorbar: draw a colour bar of the density beside the axes.
     Ellipse line width and opacity grow with the component weight.
     """
     from matplotlib.patches import Ellipse
@@ -103,17 +109,20 @@ def plot_mixture_2d(mixture, dims=(0, 1), data=None, ax=None, grid_size=120,
     locs = parts.loc.numpy().reshape(-1, 2)
     covariances = parts.covariance().numpy().reshape(-1, 2, 2)
     if extent is None:
-        spread = 3.5 * np.sqrt(np.stack([covariances[:, 0, 0], covariances[:, 1, 1]], -1))
-        low, high = (locs - spread).min(0), (locs + spread).max(0)
+        low, high = quantile(marginal, [0.005, 0.995]).numpy()
+        pad = 0.25 * (high - low)
+        low, high = low - pad, high + pad
         extent = (low[0], high[0], low[1], high[1])
     grid_x, grid_y = np.meshgrid(np.linspace(extent[0], extent[1], grid_size),
                                  np.linspace(extent[2], extent[3], grid_size))
     points = np.stack([grid_x, grid_y], -1).astype(marginal.dtype.as_numpy_dtype)
     density = np.exp(marginal.log_prob(points).numpy())
-    ax.contourf(grid_x, grid_y, density, levels=num_levels, cmap="Blues")
+    filled = ax.contourf(grid_x, grid_y, density, levels=num_levels, cmap="Blues")
+    if colorbar:
+        ax.figure.colorbar(filled, ax=ax, label="density")
     if data is not None:
         data = np.asarray(data)
-        ax.scatter(data[:, 0], data[:, 1], s=3, c="k", alpha=0.3, linewidths=0)
+        ax.scatter(data[:, 0], data[:, 1], s=3, c="k", alpha=0.3, linewidths=0, label="data")
     for weight, loc, cov in zip(weights, locs, covariances):
         eigenvalues, eigenvectors = np.linalg.eigh(cov)
         angle = np.degrees(np.arctan2(eigenvectors[1, -1], eigenvectors[0, -1]))

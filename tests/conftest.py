@@ -13,7 +13,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from scipy import special, stats  # noqa: E402
+
+# Property tests draw fresh examples on every local run; CI (HYPOTHESIS_PROFILE=ci, set by
+# .ci/run) draws the same ones every time, so a red CI run is reproducible.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 tfd = tfp.distributions
 DIAG_SHIFT = 1e-5

@@ -119,6 +119,7 @@ def _fit_and_score(rng_seed, x, y, x_test, y_test, adapt):
     return float(-np.mean(mixture.log_prob(test_targets))), history.history["loss"][-1]
 
 
+@pytest.mark.slow
 @pytest.mark.backend_neutral
 def test_raw_targets_after_adapt_score_like_hand_standardisation(rng):
     """Prices around 3e5 with spread 5e4: adapt + raw targets reaches the held-out NLL (in

@@ -62,6 +62,7 @@ def test_per_sample_nll_equals_tfp_log_prob(rng, covariance):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @neutral
 @pytest.mark.parametrize("covariance", KINDS)
 def test_compiled_fit_with_partial_last_batch_trains(rng, covariance):
@@ -263,18 +264,20 @@ def run_script(script, backend, folder, env=None):
                       env={"KERAS_BACKEND": backend, **(env or {})})
 
 
-def test_jax_training_path_imports_no_tensorflow_subprocess(tmp_path):
-    result = run_script(BLOCK_TENSORFLOW + TRAIN_AND_SAVE, "jax", tmp_path)
-    assert result["backend"] == "jax" and not result["tensorflow_loaded"]
-    for kind, losses in result["losses"].items():
-        assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], kind
-
-
-def test_keras_files_cross_backends_subprocess(tmp_path):
-    for source, target in [("jax", "tensorflow"), ("tensorflow", "jax")]:
+@pytest.mark.slow
+def test_training_path_imports_no_tensorflow_and_files_cross_backends_subprocess(tmp_path):
+    """JAX trains, evaluates and saves every head and metric with ``import tensorflow``
+    failing; those files load and predict the same on TensorFlow, and TensorFlow's files the
+    same on JAX."""
+    for source, target, script in [("jax", "tensorflow", BLOCK_TENSORFLOW + TRAIN_AND_SAVE),
+                                   ("tensorflow", "jax", TRAIN_AND_SAVE)]:
         folder = tmp_path / source
         folder.mkdir()
-        saved = run_script(TRAIN_AND_SAVE, source, folder)
+        saved = run_script(script, source, folder)
+        if source == "jax":
+            assert not saved["tensorflow_loaded"]
+        for kind, losses in saved["losses"].items():
+            assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], (source, kind)
         loaded = run_script(LOAD_AND_PREDICT, target, folder)
         assert (saved["backend"], loaded["backend"]) == (source, target)
         for kind in KINDS:
@@ -306,6 +309,7 @@ DATA_PARALLEL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_data_parallel_on_two_host_devices_matches_one_subprocess():
     result = run_python(DATA_PARALLEL, env={
         "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
@@ -314,6 +318,7 @@ def test_jax_data_parallel_on_two_host_devices_matches_one_subprocess():
     assert result["two"][-1] < result["two"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None,
                     reason="PyTorch is not installed (kept out of CI: its wheel is several GB)")
 def test_torch_backend_trains_saves_and_crosses_to_tensorflow_subprocess(tmp_path):
@@ -346,6 +351,26 @@ FLOAT64_ON_JAX = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_jax_float64_with_x64_enabled_subprocess():
     result = run_python(FLOAT64_ON_JAX, env={"KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1"})
     assert result == {"params": "float64", "loss": "float64", "resolves": True, "finite": True}
+
+
+@pytest.mark.slow
+def test_float64_tests_run_on_jax_with_x64_subprocess():
+    """The float64 tests skip on JAX without x64 (Keras cannot switch it on per test): run
+    them in a JAX process with ``JAX_ENABLE_X64=1``, where none may skip."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    tests = os.path.dirname(os.path.abspath(__file__))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         os.path.join(tests, "test_layers.py"), "-k", "float64"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=os.path.dirname(tests))
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "passed" in summary and "skipped" not in summary, summary

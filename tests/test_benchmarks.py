@@ -61,6 +61,7 @@ def test_plot_writes_a_png(tmp_path):
     assert (tmp_path / "results.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_run_all_quick_writes_the_report(tmp_path):
     result = subprocess.run(
         [sys.executable, os.path.join(BENCHMARKS, "run_all.py"), "--quick", "--only",
@@ -72,6 +73,7 @@ def test_run_all_quick_writes_the_report(tmp_path):
     assert (tmp_path / "results.png").exists()
 
 
+@pytest.mark.slow
 def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
     """Two splits of Boston, two epochs, an ensemble of two: the pipeline, not the numbers
     (the 20-split run is in benchmarks/README.md). Peers need the bench extras."""

@@ -168,6 +168,7 @@ def test_float32_close_to_float64_reference(rng):
     np.testing.assert_allclose(covariances_of(result), conds, atol=1e-4)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), num_components=st.integers(1, 4),
        event_size=st.integers(2, 5), data=st.data())
@@ -270,6 +271,7 @@ def test_gradients_flow_through_condition_and_marginalize(rng):
     assert np.all(np.isfinite(gradient)) and np.abs(gradient).sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_condition_inside_tf_function(rng, jit_compile):
     size = mdn_layers.params_size(3, 2)
@@ -309,6 +311,7 @@ def test_missing_target_nll_equals_explicit_marginal_nll(rng, covariance):
     np.testing.assert_allclose(loss.call(y, params), complete.call(y, params), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_training_with_missing_targets_stays_finite(rng):
     x = rng.normal(size=(128, 2)).astype("float32")
     y = np.stack([x[:, 0], x[:, 0] - x[:, 1]], -1) + rng.normal(0, 0.1, (128, 2))

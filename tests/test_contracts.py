@@ -22,6 +22,7 @@ def tfp_layer_mixture(rng, num_components=3, event_size=2, batch=4):
     return layer(params.astype("float32")), params.astype("float32")
 
 
+@pytest.mark.slow
 def test_tfp_layer_outputs_are_accepted_everywhere(rng):
     mixture, params = tfp_layer_mixture(rng)
     ours = mdn_layers.mixture_from_params(params, 2, 3)

@@ -5,6 +5,8 @@ import pathlib
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here trains models in subprocesses or examples
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -19,7 +21,7 @@ def load(name):
                                   "sampling_and_calibration",
                                   "tfp_distribution_output", "bishop_inverse", "robot_arm",
                                   "missing_targets", "sequence_generation",
-                                  "export_and_serve", "real_data"])
+                                  "export_and_serve", "real_data", "multi_process"])
 def test_example_writes_png(tmp_path, name):
     output = tmp_path / f"{name}.png"
     load(name).main(epochs=2, output=str(output))

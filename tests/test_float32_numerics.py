@@ -42,6 +42,7 @@ def _conditional(mixture, observed, values, mode):
     return [np.asarray(t, np.float64) for t in run(values)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 @SETTINGS
 @given(seed=st.integers(0, 2**31), size=st.integers(2, 10),

@@ -95,6 +95,7 @@ def test_layer_rejects_bad_config(bad):
         mdn_layers.MixtureDensity(**kwargs)
 
 
+@pytest.mark.slow
 def test_training_reduces_held_out_nll_on_bimodal_problem():
     keras.utils.set_random_seed(0)
     train, test = datasets.bimodal_sine(3000, seed=0), datasets.bimodal_sine(1000, seed=1)
@@ -151,6 +152,7 @@ def test_predict_mixture_needs_a_mixture_layer():
         mdn_layers.predict_mixture(model, np.zeros((2, 2), "float32"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("covariance", KINDS)
 def test_save_load_round_trip_and_continue_training(tmp_path, rng, covariance):
     model = mdn_model(2, 3, covariance)
@@ -167,6 +169,7 @@ def test_save_load_round_trip_and_continue_training(tmp_path, rng, covariance):
     assert np.all(np.isfinite(history.history["loss"]))
 
 
+@pytest.mark.slow
 def test_sequence_model_without_time_distributed(rng):
     model = keras.Sequential([
         keras.Input((5, 3)),
@@ -182,6 +185,7 @@ def test_sequence_model_without_time_distributed(rng):
     assert mixture.batch_shape == (16, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("covariance", KINDS)
 def test_xla_training_with_partial_final_batch(rng, covariance):
     model = mdn_model(3, 4, covariance, jit_compile=True)

@@ -14,6 +14,7 @@ def all_metrics():
             metrics.EnergyScore(2, 3, num_samples=50), metrics.IntervalCoverage(2, 3, level=0.8)]
 
 
+@pytest.mark.slow
 def test_metrics_in_compile_with_xla_and_save_load(tmp_path, rng):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="tanh"),
                               mdn_layers.MixtureDensity(2, 3)])

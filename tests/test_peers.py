@@ -33,6 +33,7 @@ def test_same_nll_as_keras_mdn_layer(rng):
     np.testing.assert_allclose(loss.call(y, ours), -np.asarray(theirs), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("temperature,sigma_temperature", [(1.0, 1.0), (0.5, 0.3)])
 def test_same_sampling_distribution_as_keras_mdn_layer(rng, temperature, sigma_temperature):
     peer, ours, _ = peer_and_ours(rng)

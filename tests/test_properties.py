@@ -55,6 +55,7 @@ def test_loss_is_minus_log_density_and_batched_equals_per_example(config, seed, 
         np.testing.assert_allclose(per_sample[row], reference[0], rtol=1e-8)
 
 
+@pytest.mark.slow
 @FAST
 @given(seed=st.integers(0, 2**31 - 1), data=st.data())
 def test_condition_is_invariant_to_the_order_of_observed_indices(seed, data):
@@ -70,6 +71,7 @@ def test_condition_is_invariant_to_the_order_of_observed_indices(seed, data):
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), covariance=st.sampled_from(["full", "diag"]),
        kept=st.integers(0, 1))
@@ -88,6 +90,7 @@ def test_marginal_density_equals_integrating_out_by_quadrature(seed, covariance,
     np.testing.assert_allclose(marginal, integral, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 @settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])

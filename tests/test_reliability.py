@@ -42,6 +42,7 @@ def model_for(covariance, num_components=3, **compile_kwargs):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("covariance", KINDS)
 @pytest.mark.parametrize("dataset", HOSTILE)
 def test_training_on_hostile_data_stays_finite_and_improves(rng, dataset, covariance):
@@ -58,6 +59,7 @@ def test_training_on_hostile_data_stays_finite_and_improves(rng, dataset, covari
     assert np.all(np.isfinite(model.predict(x, verbose=0)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_matches_float32_training(rng, policy):
     x = rng.uniform(-1, 1, (1024, 2)).astype("float32")
@@ -85,6 +87,7 @@ def test_mixed_precision_matches_float32_training(rng, policy):
     assert abs(reduced - reference) < 0.1, (reduced, reference)
 
 
+@pytest.mark.slow
 def test_fit_is_reproducible_with_a_seed(rng):
     x, y = hostile("constant_dimension", rng)
     runs = []
