@@ -6,9 +6,9 @@ Boston housing (506 houses, 13 inputs, median value in $1000s; shipped inside th
 1. split 90/10, standardise the *inputs* on the training rows (the targets stay raw),
 2. ``head.adapt(y_train)``: the head learns the price scale and starts its components on the
    data, so the loss, ``val_loss`` and the predicted mixtures are in $1000s,
-3. train the README's recipe (``GaussianNoise`` on the inputs, 5 components, 40 epochs) five
-   times with different seeds and combine the five into one mixture with
-   ``predict_mixture([m1, ..., m5], x)``,
+3. train the README's recipe, ``mdn_layers.fit_tabular`` (input noise chosen on held-out
+   training rows, early stopping), five times with different seeds and held-out rows, and
+   combine the five into one mixture with ``predict_mixture([m1, ..., m5], x)``,
 4. print the held-out NLL of one model and of the ensemble beside published results,
    and the coverage of their 90% intervals,
 5. write ``real_data.png``: the predicted price densities of a few test houses against their
@@ -22,7 +22,7 @@ Run: ``python examples/real_data.py [--epochs N] [--members M] [--quiet] [--outp
 
 if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
     from _cli import parse_args
-    ARGS = parse_args(__doc__, epochs=40, output="real_data.png", long=False,
+    ARGS = parse_args(__doc__, epochs=600, output="real_data.png", long=False,
                       extra=[("--members", {"type": int, "default": 5,
                                             "help": "ensemble members"})])
 
@@ -30,19 +30,8 @@ if __name__ == "__main__":  # options first: --help answers before TensorFlow lo
 PUBLISHED = "Deep Ensembles 2.41, NGBoost 2.43, MC-dropout 2.46, PBP 2.57 (20 splits)"
 
 
-def build_model(num_features, y_train, seed):
-    import keras
-    import mdn_layers
-    keras.utils.set_random_seed(seed)
-    head = mdn_layers.MixtureDensity(event_size=1, num_components=5).adapt(y_train)
-    model = keras.Sequential([keras.Input((num_features,)),
-                              keras.layers.GaussianNoise(0.2),  # regularises MDNs well
-                              keras.layers.Dense(50, activation="relu"), head])
-    model.compile(keras.optimizers.Adam(0.01), loss=mdn_layers.MixtureNLL.for_layer(head))
-    return model
-
-
-def main(epochs=40, output="real_data.png", members=5, quiet=False):
+def main(epochs=600, output="real_data.png", members=5, quiet=False):
+    """``epochs``: early stopping's limit per network."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -57,14 +46,20 @@ def main(epochs=40, output="real_data.png", members=5, quiet=False):
     mean, std = x[train].mean(0), x[train].std(0)
     x = (x - mean) / std  # inputs standardised; targets stay in $1000s
 
-    models = []
-    for seed in range(members):
-        model = build_model(x.shape[1], y[train], seed)
+    if not quiet:
+        print("member 1: one network per input-noise level, early stopping on held-out rows")
+    first = mdn_layers.fit_tabular(x[train], y[train], seed=0, max_epochs=epochs,
+                                   verbose=0)
+    print("held-out NLL per noise level: " + ", ".join(
+        f"{level}: {value:.3f}" for level, value in first.validation_nll.items())
+        + f"; chosen {first.input_noise} (one-standard-error rule), best epoch {first.epochs}")
+    models = [first.model]
+    for seed in range(1, members):
         if not quiet:
-            print(f"member {seed + 1} of {members}")
-        model.fit(x[train], y[train], epochs=epochs, batch_size=32,
-                  validation_data=(x[test], y[test]), verbose=0 if quiet else 2)
-        models.append(model)
+            print(f"member {seed + 1} of {members} (noise {first.input_noise}, own held-out rows)")
+        models.append(mdn_layers.fit_tabular(x[train], y[train], seed=seed, max_epochs=epochs,
+                                             noise_levels=[first.input_noise],
+                                             verbose=0).model)
     single = mdn_layers.predict_mixture(models[0], x[test])
     combined = mdn_layers.predict_mixture(models, x[test])  # one mixture of 5 x 5 components
 

@@ -75,18 +75,19 @@ def test_run_all_quick_writes_the_report(tmp_path):
 
 @pytest.mark.slow
 def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
-    """Two splits of Boston, two epochs, an ensemble of two: the pipeline, not the numbers
+    """Two splits of Boston, three epochs, an ensemble of two: the pipeline, not the numbers
     (the 20-split run is in benchmarks/README.md). Peers need the bench extras."""
     import json
     out = tmp_path / "uci.json"
     peers = [] if _has("ngboost") and _has("keras_mdn_layer") else ["--no-peers"]
     subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_uci.py"), "--tables",
-                    "boston", "--splits", "2", "--epochs", "2", "--members", "2",
+                    "boston", "--splits", "2", "--max-epochs", "3", "--members", "2",
                     "--json", str(out)] + peers, check=True, timeout=600,
                    env={**os.environ, "KERAS_BACKEND": "jax"})
     rows = json.loads(out.read_text())["rows"]
     methods = {row["method"] for row in rows}
-    assert {"mdn_layers K=1", "mdn_layers K=5", "mdn_layers ensemble of 2"} <= methods
+    assert {"mdn_layers K=1", "mdn_layers K=5", "mdn_layers ensemble of 2",
+            "chosen input noise"} <= methods
     assert all(row["splits"] == 2 and np.isfinite(row["mean"]) for row in rows)
 
 

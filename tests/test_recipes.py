@@ -1,0 +1,61 @@
+"""fit_tabular: the tables recipe (noise chosen by the one-standard-error rule, raw units)."""
+
+import numpy as np
+import pytest
+
+import mdn_layers
+from mdn_layers import recipes
+
+pytestmark = pytest.mark.backend_neutral
+
+
+def test_one_standard_error_rule_picks_the_largest_level_within_one_error():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=400)
+    base = (base - base.mean()) / base.std()       # mean 0, standard error exactly 0.05
+    held_out = {0.05: 1.00 + base, 0.1: 1.03 + base, 0.2: 1.04 + base, 0.3: 1.20 + base}
+    assert recipes.one_standard_error_choice(held_out) == 0.2
+    # A level better by more than one error wins, however small the others' noise.
+    held_out = {0.05: 0.50 + base, 0.1: 1.00 + base, 0.2: 1.01 + base}
+    assert recipes.one_standard_error_choice(held_out) == 0.05
+    # The error is the best level's: a noisier best level admits more.
+    held_out = {0.0: 1.0 + 10 * base, 0.5: 1.3 + base}
+    assert recipes.one_standard_error_choice(held_out) == 0.5
+
+
+@pytest.mark.slow
+def test_fit_tabular_rejects_destructive_noise_and_predicts_in_raw_units():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 2)).astype("float32")
+    y = (250.0 + 40.0 * x[:, :1] + 2.0 * rng.normal(size=(300, 1))).astype("float32")
+    fit = mdn_layers.fit_tabular(x, y, num_components=2, noise_levels=[0.0, 1.0],
+                                 max_epochs=60, patience=8, seed=0)
+    assert isinstance(fit, mdn_layers.TabularFit)
+    assert set(fit.validation_nll) == {0.0, 1.0}
+    # Noise of one standard deviation blurs the signal: far worse held out, not chosen.
+    assert fit.validation_nll[1.0] > fit.validation_nll[0.0] + 0.5
+    assert fit.input_noise == 0.0 and 1 <= fit.epochs <= 60
+    mixture = mdn_layers.predict_mixture(fit.model, x[:50])
+    error = np.abs(mixture.mean().numpy() - (250.0 + 40.0 * x[:50, :1]))
+    assert np.median(error) < 4.0                  # in the targets' units (truth sd 2)
+    assert fit.validation_nll[0.0] < 3.5           # a density in raw units: log(2 sd) ~ 2.1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"noise_levels": []}, "noise_levels"),
+    ({"noise_levels": [-0.1]}, "noise_levels"),
+    ({"noise_levels": [1.5]}, "noise_levels"),
+    ({"validation_fraction": 0.0}, "validation_fraction"),
+    ({"validation_fraction": 1.2}, "validation_fraction"),
+    ({"validation_fraction": 0.001}, "too few rows"),
+])
+def test_fit_tabular_names_the_bad_argument(arguments, message):
+    x = np.zeros((40, 2), "float32")
+    y = np.zeros((40, 1), "float32")
+    with pytest.raises(ValueError, match=message):
+        mdn_layers.fit_tabular(x, y, max_epochs=1, **arguments)
+
+
+def test_fit_tabular_rejects_mismatched_rows():
+    with pytest.raises(ValueError, match="same N"):
+        mdn_layers.fit_tabular(np.zeros((40, 2)), np.zeros((39, 1)), max_epochs=1)
