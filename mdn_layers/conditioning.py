@@ -13,6 +13,13 @@ eq. 2.81-2.82 written with Cholesky factors). The mixture weights become the pos
 responsibilities ``w_k N(y_O | mu_kO, S_kOO) / sum_j (...)``, computed in log space.
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
+    from tensorflow_probability import distributions as tfd
+
 import numpy as np
 import tensorflow as tf
 
@@ -118,7 +125,8 @@ def _posterior_log_weights(log_weights, z_scaled, values_scale, log_det, num_obs
     return tf.math.log_softmax(tf.where(all_lost, limit, posterior), axis=-1)
 
 
-def condition(dist, indices, values):
+def condition(dist: "tfd.Distribution", indices: "Sequence[int]",
+              values: "ArrayLike") -> "tfd.MixtureSameFamily":
     """Distribution of the unobserved dims given the observed ones.
 
     Args:
@@ -195,7 +203,7 @@ def condition(dist, indices, values):
         _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
 
 
-def marginalize(dist, indices):
+def marginalize(dist: "tfd.Distribution", indices: "Sequence[int]") -> "tfd.Distribution":
     """Distribution of the dims ``indices`` alone, in the given order.
 
     Args:
@@ -231,7 +239,8 @@ def marginalize(dist, indices):
         MixtureParts(parts.log_weights, loc, scale, parts.diagonal, parts.single))
 
 
-def rescale(dist, loc, scale):
+def rescale(dist: "tfd.Distribution", loc: "ArrayLike",
+            scale: "ArrayLike") -> "tfd.Distribution":
     """The distribution of ``loc + scale * Y`` for ``Y ~ dist`` (per-dim affine map).
 
     Use it to train on standardised targets and report in original units: if the model

@@ -9,13 +9,16 @@ multivariate normal, and the private classes and tensor-coercible wrappers that
 ``tfp.layers`` layers return.
 """
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mdn_layers import _tf_ops, _validation, gaussian, layout
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
 
 tfd = tfp.distributions
 
@@ -276,8 +279,9 @@ def mixture_from_param_chunks(chunks, event_size, num_components, covariance="fu
          for params in chunks]))
 
 
-def mixture_from_params(params, event_size, num_components, covariance="full",
-                        diag_shift=layout.DEFAULT_DIAG_SHIFT):
+def mixture_from_params(params: "ArrayLike", event_size: int, num_components: int,
+                        covariance: str = "full",
+                        diag_shift: float = layout.DEFAULT_DIAG_SHIFT) -> "tfd.MixtureSameFamily":
     """Builds the Gaussian mixture that a params tensor describes.
 
     Args:

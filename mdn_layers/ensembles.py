@@ -7,6 +7,13 @@ weights ``v_m w_mk``: conditioning, marginalising, sampling, summaries, scores a
 work on it unchanged.
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
+    from tensorflow_probability import distributions as tfd
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,7 +29,8 @@ def _member_log_weights(weights, num_members, dtype):
     return tf.constant(np.log(weights / weights.sum()), dtype)
 
 
-def ensemble(mixtures, weights=None):
+def ensemble(mixtures: "Sequence[tfd.Distribution]",
+             weights: "ArrayLike | None" = None) -> "tfd.MixtureSameFamily":
     """One Gaussian mixture from ``M`` mixtures with equal batch and event shapes.
 
     Args:

@@ -40,7 +40,7 @@ def scale_params_size(event_size, covariance):
             "spherical": 1}[covariance]
 
 
-def params_size(event_size, num_components, covariance="full"):
+def params_size(event_size: int, num_components: int, covariance: str = "full") -> int:
     """Width ``P`` of the params vector, as a Python int.
 
     >>> params_size(2, 3, "full")   # 3 logits + 3 * (2 means + 3 tril entries)

@@ -5,6 +5,13 @@ The analysis path's entry point (it loads TensorFlow + TFP): it runs a Keras 3 p
 batched ``tfd.MixtureSameFamily``; given several models it returns their ensemble.
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
+    from tensorflow_probability import distributions as tfd
+
 import keras
 import numpy as np
 
@@ -124,7 +131,8 @@ def _tf_keras_param_chunks(model, x, batch_size):
         features_model, x, batch_size, head.num_params))
 
 
-def predict_mixture(model, x, batch_size=None):
+def predict_mixture(model: "keras.Model | Sequence[keras.Model]", x: "ArrayLike",
+                    batch_size: "int | None" = None) -> "tfd.MixtureSameFamily":
     """Runs ``model`` over ``x`` in batches and returns one batched mixture (not samples).
 
     Works for models trained on any Keras backend; the mixture is a TensorFlow Probability

@@ -8,6 +8,13 @@ Conventions (also in the README):
   its square root); ``0`` returns the chosen component's mean.
 """
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
+    from tensorflow_probability import distributions as tfd
+
 import numbers
 
 import numpy as np
@@ -45,7 +52,9 @@ def _stateless_seed(seed):
     return tf.cast(seed, tf.int32)
 
 
-def sample(dist, sample_shape=(), temperature=1.0, sigma_temperature=1.0, seed=None):
+def sample(dist: "tfd.Distribution", sample_shape: "int | Sequence[int]" = (),
+           temperature: float = 1.0, sigma_temperature: float = 1.0,
+           seed: "int | ArrayLike | None" = None) -> "tf.Tensor":
     """Draws from a Gaussian mixture with temperature-adjusted weights and covariances.
 
     Args:

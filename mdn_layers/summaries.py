@@ -5,6 +5,12 @@ shape ``[D]``, work batched, and return tensors in its dtype. For a scalar-event
 ``tfd.Normal`` the ``D`` axis is absent from values and results alike.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # names used in annotations only
+    from numpy.typing import ArrayLike
+    from tensorflow_probability import distributions as tfd
+
 import numpy as np
 import tensorflow as tf
 
@@ -46,7 +52,8 @@ def _component_log_density(parts, points):
     return per_point.log_weights + component_log_prob(per_point, points)
 
 
-def mode(dist, max_iterations=200, tolerance=1e-7):
+def mode(dist: "tfd.Distribution", max_iterations: int = 200,
+         tolerance: float = 1e-7) -> "tf.Tensor":
     """``[*B, D]`` the highest mode found by fixed-point (mean-shift) search.
 
     From every component mean, iterate the Gaussian-mixture fixed point
@@ -112,7 +119,8 @@ def cdf(dist, values):
                                                      check_values(parts, values)))
 
 
-def quantile(dist, probs, num_iterations=80):
+def quantile(dist: "tfd.Distribution", probs: "float | ArrayLike",
+             num_iterations: int = 80) -> "tf.Tensor":
     """Per-dim marginal quantiles by batched bisection on the mixture CDF.
 
     Args:
@@ -147,7 +155,8 @@ def quantile(dist, probs, num_iterations=80):
     return result[0] if probs_array.ndim == 0 else result
 
 
-def central_interval(dist, level=0.9):
+def central_interval(dist: "tfd.Distribution",
+                     level: float = 0.9) -> "tuple[tf.Tensor, tf.Tensor]":
     """``(lower, upper)``, each ``[*B, D]``: the per-dim central interval holding ``level``."""
     level = _validation.check_probability(level, "level")
     bounds = quantile(dist, [(1 - level) / 2, (1 + level) / 2])

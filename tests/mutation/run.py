@@ -77,6 +77,17 @@ MUTANTS = {
     "energy score ignores the missing mask": (
         "metrics.py", "            ops.reshape(observed, (-1, self.event_size)))",
         "            None)", "tests/test_metrics.py"),
+    "one-SE rule picks the smallest level": (
+        "recipes.py", "    return max(level for level in means if means[level] <= means[best] + "
+        "standard_error)", "    return min(level for level in means if means[level] <= "
+        "means[best] + standard_error)", "tests/test_recipes.py -k standard_error"),
+    "one-SE rule ignores the error": (
+        "recipes.py", "means[level] <= means[best] + standard_error)",
+        "means[level] <= means[best])", "tests/test_recipes.py -k standard_error"),
+    "noisy inputs at prediction time too": (
+        "recipes.py", "        layers.append(keras.layers.GaussianNoise(input_noise))",
+        "        layers.append(keras.layers.Lambda(lambda t: t + input_noise))",
+        "tests/test_recipes.py -k raw_units"),
 }
 
 
