@@ -86,8 +86,8 @@ def main(epochs=150, output="bishop_inverse.png", quiet=False):
     print(f"MDN held-out NLL {nll:.3f} nats; best achievable {best:.3f} "
           "(true density, by numerical integration)")
     print(f"  the gap ({nll - best:.3f}) is estimation error, expected of any fitted model: "
-          f"{len(t_train)} training points and {NUM_COMPONENTS} Gaussians approximating a "
-          "density with sharp edges; --long narrows it")
+          f"{len(t_train)} training points and {NUM_COMPONENTS} Gaussians approximate a "
+          "density with sharp edges; only the true density reaches the best value")
     mode = mdn_layers.mode(mixture).numpy()
     mean_fit = least_squares.predict(t_test, verbose=0)
     # How far is each prediction from the nearest x that could have produced t?
@@ -100,12 +100,13 @@ def main(epochs=150, output="bishop_inverse.png", quiet=False):
     t_grid = np.linspace(-0.05, 1.05, 220, dtype="float32")[:, None]
     on_grid = mdn_layers.predict_mixture(mdn, t_grid)
     plotting.plot_conditional_density(on_grid, t_grid[:, 0], np.linspace(-0.1, 1.1, 220),
-                                      x_data=t_test, y_data=x_test, ax=axes[0])
+                                      x_data=t_test, y_data=x_test, ax=axes[0],
+                                      density_label="p(x | t)")
     axes[0].plot(t_grid[:, 0], least_squares.predict(t_grid, verbose=0)[:, 0], color="crimson",
                  lw=2, label="least squares (conditional mean)")
     axes[0].set_xlabel("t (input)")
     axes[0].set_ylabel("x (target)")
-    axes[0].set_title("MDN density p(x | t) with held-out data")
+    axes[0].set_title("MDN density p(x | t), held-out data as white dots")
     axes[0].legend(loc="upper left")
     weights = np.exp(mdn_layers.mixture_from_params(
         mdn.predict(t_grid, verbose=0), 1, NUM_COMPONENTS).mixture_distribution

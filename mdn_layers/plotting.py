@@ -46,7 +46,7 @@ def _marginal_density(mixture, dim, values):
 
 
 def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data=None,
-                             ax=None, cmap="viridis", colorbar=True):
+                             ax=None, cmap="viridis", colorbar=True, density_label=None):
     """Heat map of ``p(y_dim | x)`` over a 1-D input grid, data on top (Bishop's figure).
 
     Args:
@@ -56,6 +56,7 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
       dim: which target dim to show (its marginal).
       x_data, y_data: optional ``[N]`` points to scatter on top.
       colorbar: draw a colour bar of the density beside the axes.
+      density_label: the colour bar's label (default ``"p(y[dim] | x)"``).
     """
     num_x = np.asarray(x_grid).reshape(-1).size
     if list(mixture.batch_shape) != [num_x]:
@@ -67,9 +68,9 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
                          shading="auto", cmap=cmap)
     if x_data is not None and y_data is not None:
         ax.scatter(np.ravel(x_data), np.ravel(y_data), s=2, c="white", alpha=0.35,
-                   linewidths=0, label="data")
+                   linewidths=0)
     if colorbar:
-        ax.figure.colorbar(mesh, ax=ax, label=f"p(y[{dim}] | x)")
+        ax.figure.colorbar(mesh, ax=ax, label=density_label or f"p(y[{dim}] | x)")
     ax.set_xlabel("x")
     ax.set_ylabel(f"y[{dim}]")
     return ax

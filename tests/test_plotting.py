@@ -47,3 +47,25 @@ def test_plots_draw_on_given_axes():
     _, ax = plt.subplots()
     task = datasets.bimodal_sine(50, seed=0)
     assert plotting.plot_density_1d(task.true_mixture[0], np.linspace(-3, 3, 20), ax=ax) is ax
+
+
+def test_colour_bars_name_the_density_and_the_view_follows_the_weights():
+    import tensorflow_probability as tfp
+    tfd = tfp.distributions
+    x_grid = np.linspace(-1, 1, 20, dtype="float32")[:, None]
+    layer = mdn_layers.MixtureDensity(1, 2)
+    ax = plotting.plot_conditional_density(layer.mixture(layer(x_grid)), x_grid[:, 0],
+                                           np.linspace(-2, 2, 30), density_label="p(x | t)")
+    assert [a.get_ylabel() for a in ax.figure.axes][-1] == "p(x | t)"
+    ax = plotting.plot_conditional_density(layer.mixture(layer(x_grid)), x_grid[:, 0],
+                                           np.linspace(-2, 2, 30), colorbar=False)
+    assert len(ax.figure.axes) == 1
+    # 99% of the weight near the origin, 1% in a component 100x broader: the default view
+    # frames the heavy component, not the broad one (whose 3.5-sigma box is +-350).
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(probs=[0.99, 0.01]),
+        tfd.MultivariateNormalDiag(np.zeros((2, 2), "float32"), [[1.0, 1.0], [100.0, 100.0]]))
+    ax = plotting.plot_mixture_2d(mixture)
+    low, high = ax.get_xlim()
+    assert -40 < low < -3 and 3 < high < 40
+    assert ax.figure.axes[-1].get_ylabel() == "density"
