@@ -69,6 +69,8 @@ def plot_conditional_density(mixture, x_grid, y_grid, dim=0, x_data=None, y_data
     if x_data is not None and y_data is not None:
         ax.scatter(np.ravel(x_data), np.ravel(y_data), s=2, c="white", alpha=0.35,
                    linewidths=0)
+    ax.set_xlim(np.min(x_grid), np.max(x_grid))  # the heat map's extent, data or not
+    ax.set_ylim(np.min(y_grid), np.max(y_grid))
     if colorbar:
         ax.figure.colorbar(mesh, ax=ax, label=density_label or f"p(y[{dim}] | x)")
     ax.set_xlabel("x")

@@ -57,6 +57,7 @@ def test_colour_bars_name_the_density_and_the_view_follows_the_weights():
     ax = plotting.plot_conditional_density(layer.mixture(layer(x_grid)), x_grid[:, 0],
                                            np.linspace(-2, 2, 30), density_label="p(x | t)")
     assert [a.get_ylabel() for a in ax.figure.axes][-1] == "p(x | t)"
+    assert ax.get_xlim() == (-1.0, 1.0) and ax.get_ylim() == (-2.0, 2.0)  # the grid's extent
     ax = plotting.plot_conditional_density(layer.mixture(layer(x_grid)), x_grid[:, 0],
                                            np.linspace(-2, 2, 30), colorbar=False)
     assert len(ax.figure.axes) == 1
