@@ -116,8 +116,9 @@ def fit_tabular(x, y, num_components=5, covariance="full", noise_levels=DEFAULT_
                 keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=max(1, patience // 4),
                                                   min_lr=1e-4),
                 keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)])
+        # A direct call, not predict: no per-model function to trace for a few rows.
         per_row = MixtureNLL.for_layer(head, reduction=None)(
-            y[valid], model.predict(x[valid], verbose=0))
+            y[valid], model(x[valid], training=False))
         per_row = np.asarray(keras.ops.convert_to_numpy(per_row), dtype="float64")
         best_epoch = int(np.argmin(history.history["val_loss"])) + 1
         runs[level] = (model, per_row, best_epoch)
