@@ -100,18 +100,12 @@ COMMON = textwrap.dedent("""
 KERAS3_WORKER = COMMON + textwrap.dedent("""
     import keras
     import keras_mdn_layer, mdn_layers
+    from _common import ceiling_loss
 
     backend = keras.backend.backend()
     jit = {"jit_compile": JIT} if backend in ("tensorflow", "jax") else {}
     steps_options = STEPS if backend != "torch" else [1]  # eager: steps only loop in Python
     Timer = timer_class(keras.callbacks.Callback)
-
-    def ceiling_loss(d):
-        # The cheapest loss that reads every output: what any head of this width costs.
-        def loss(y, params):
-            return (keras.ops.mean(keras.ops.square(params[..., :d] - y), axis=-1)
-                    + 1e-3 * keras.ops.mean(keras.ops.square(params), axis=-1))
-        return loss
 
     def models(d, k, steps_options):
         out = {}
@@ -121,7 +115,7 @@ KERAS3_WORKER = COMMON + textwrap.dedent("""
             heads.append(("keras-mdn-layer diag", keras_mdn_layer.MDN(d, k),
                           keras_mdn_layer.get_mixture_loss_func(d, k)))
             heads += [(f"ceiling {kind}", keras.layers.Dense(mdn_layers.params_size(d, k, kind)),
-                       ceiling_loss(d)) for kind in ("full", "diag", "spherical")]
+                       ceiling_loss(keras.ops, d)) for kind in ("full", "diag", "spherical")]
             for name, head, loss in heads:
                 keras.utils.set_random_seed(0)
                 model = keras.Sequential([

@@ -23,14 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import mdn_layers  # noqa: E402
-from _common import machine  # noqa: E402
-
-
-def ceiling_loss(event_size):
-    def loss(y, params):
-        return (keras.ops.mean(keras.ops.square(params[..., :event_size] - y), axis=-1)
-                + 1e-3 * keras.ops.mean(keras.ops.square(params), axis=-1))
-    return loss
+from _common import ceiling_loss, machine  # noqa: E402
 
 
 def step_function(model, loss):
@@ -62,7 +55,7 @@ def profile(event_size, num_components, batch, repeats):
         size = mdn_layers.params_size(event_size, num_components, kind)
         heads = {f"ours {kind}": (mdn_layers.MixtureDensity(event_size, num_components, kind),
                                   mdn_layers.MixtureNLL(event_size, num_components, kind)),
-                 f"ceiling {kind}": (keras.layers.Dense(size), ceiling_loss(event_size))}
+                 f"ceiling {kind}": (keras.layers.Dense(size), ceiling_loss(keras.ops, event_size))}
         for name, (head, loss) in heads.items():
             keras.utils.set_random_seed(0)
             model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(64, activation="relu"),

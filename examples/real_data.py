@@ -65,8 +65,7 @@ def main(epochs=600, output="real_data.png", members=5, quiet=False):
 
     for name, mixture in (("one model", single), (f"ensemble of {members}", combined)):
         nll = -float(np.mean(mixture.log_prob(y[test])))
-        low, high = mdn_layers.central_interval(mixture, 0.9)
-        inside = float(np.mean((y[test] >= low.numpy()) & (y[test] <= high.numpy())))
+        inside = float(scores.coverage(mixture, y[test], [0.9])[0, 0])
         print(f"{name}: held-out NLL {nll:.3f} nats in $1000s, 90% interval covers "
               f"{inside:.0%} of test houses")
     print(f"published on this table: {PUBLISHED}")
