@@ -15,8 +15,9 @@ Methods, all on the same splits:
   (0.05, 0.1, 0.2 on the standardised inputs), Adam 0.01 halved on plateaus, early stopping
   with the best epoch's weights; the most regularised network within one standard error of
   the best held-out NLL is kept. ``K = 5`` components; ``K = 1`` (a Gaussian) with the noise
-  chosen for ``K = 5``. The ensemble is ``predict_mixture`` of 5 such models (member 0 is the
-  single model; members 1..4 use member 0's noise and their own held-out rows and seeds);
+  chosen for ``K = 5``. The ensemble is ``predict_mixture`` of the 5 models of
+  ``mdn_layers.fit_tabular_ensemble`` (member 0 is the single model; members 1..4 use member
+  0's noise and their own held-out rows and seeds);
 * keras-mdn-layer 1.0 (Keras 3, diagonal): the same trunk, noise and epochs as our member 0,
   targets standardised by hand (it has no adapt), its density from its own params, moved to
   original units;
@@ -109,9 +110,10 @@ def run_table(name, num_splits, max_epochs, members, peers):
         x = standardise_inputs(x_raw, train)
         row = {}
         start = time.perf_counter()
-        first = fit_ours(x[train], y[train], COMPONENTS, 1000 * split, max_epochs=max_epochs)
-        fits = [first] + [fit_ours(x[train], y[train], COMPONENTS, 1000 * split + m,
-                                   [first.input_noise], max_epochs) for m in range(1, members)]
+        fits = mdn_layers.fit_tabular_ensemble(x[train], y[train], members=members,
+                                               num_components=COMPONENTS, seed=1000 * split,
+                                               max_epochs=max_epochs)
+        first = fits[0]
         elapsed = time.perf_counter() - start
         single = mdn_layers.predict_mixture(first.model, x[test])
         row[f"mdn_layers K={COMPONENTS}"] = (nll(single, y[test]), elapsed / members)

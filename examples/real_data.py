@@ -6,8 +6,8 @@ Boston housing (506 houses, 13 inputs, median value in $1000s; shipped inside th
 1. split 90/10, standardise the *inputs* on the training rows (the targets stay raw),
 2. ``head.adapt(y_train)``: the head learns the price scale and starts its components on the
    data, so the loss, ``val_loss`` and the predicted mixtures are in $1000s,
-3. train the README's recipe, ``mdn_layers.fit_tabular`` (input noise chosen on held-out
-   training rows, early stopping), five times with different seeds and held-out rows, and
+3. train the README's recipe five times, ``mdn_layers.fit_tabular_ensemble`` (input noise
+   chosen on held-out training rows, early stopping; different seeds and held-out rows), and
    combine the five into one mixture with ``predict_mixture([m1, ..., m5], x)``,
 4. print the held-out NLL of one model and of the ensemble beside published results,
    and the coverage of their 90% intervals,
@@ -47,19 +47,16 @@ def main(epochs=600, output="real_data.png", members=5, quiet=False):
     x = (x - mean) / std  # inputs standardised; targets stay in $1000s
 
     if not quiet:
-        print("member 1: one network per input-noise level, early stopping on held-out rows")
-    first = mdn_layers.fit_tabular(x[train], y[train], seed=0, max_epochs=epochs,
-                                   verbose=0)
+        print(f"{members} members: member 1 trains one network per input-noise level "
+              "(early stopping on held-out rows) and chooses the noise; members 2.. train "
+              "one network each at that noise, with their own seeds and held-out rows")
+    fits = mdn_layers.fit_tabular_ensemble(x[train], y[train], members=members, seed=0,
+                                           max_epochs=epochs, verbose=0)
+    first = fits[0]
     print("held-out NLL per noise level: " + ", ".join(
         f"{level}: {value:.3f}" for level, value in first.validation_nll.items())
         + f"; chosen {first.input_noise} (one-standard-error rule), best epoch {first.epochs}")
-    models = [first.model]
-    for seed in range(1, members):
-        if not quiet:
-            print(f"member {seed + 1} of {members} (noise {first.input_noise}, own held-out rows)")
-        models.append(mdn_layers.fit_tabular(x[train], y[train], seed=seed, max_epochs=epochs,
-                                             noise_levels=[first.input_noise],
-                                             verbose=0).model)
+    models = [fit.model for fit in fits]
     single = mdn_layers.predict_mixture(models[0], x[test])
     combined = mdn_layers.predict_mixture(models, x[test])  # one mixture of 5 x 5 components
 

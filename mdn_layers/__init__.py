@@ -19,7 +19,7 @@ from mdn_layers import metrics
 from mdn_layers.layers import MixtureDensity
 from mdn_layers.layout import params_size
 from mdn_layers.losses import MixtureNLL
-from mdn_layers.recipes import TabularFit, fit_tabular
+from mdn_layers.recipes import TabularFit, fit_tabular, fit_tabular_ensemble
 
 from mdn_layers._version import __version__  # noqa: E402,F401 - the one version string
 
@@ -62,6 +62,7 @@ __all__ = [
     "datasets",
     "ensemble",
     "fit_tabular",
+    "fit_tabular_ensemble",
     "marginalize",
     "metrics",
     "mixture_from_params",

@@ -59,3 +59,38 @@ def test_fit_tabular_names_the_bad_argument(arguments, message):
 def test_fit_tabular_rejects_mismatched_rows():
     with pytest.raises(ValueError, match="same N"):
         mdn_layers.fit_tabular(np.zeros((40, 2)), np.zeros((39, 1)), max_epochs=1)
+
+
+@pytest.mark.slow
+def test_fit_tabular_ensemble_members_share_the_chosen_noise_and_form_one_mixture():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 2)).astype("float32")
+    y = (50.0 + 10.0 * x[:, :1] + rng.normal(size=(200, 1))).astype("float32")
+    fits = mdn_layers.fit_tabular_ensemble(x, y, members=3, num_components=2,
+                                           noise_levels=[0.0, 1.0], max_epochs=40,
+                                           patience=6, seed=5)
+    assert len(fits) == 3
+    first, *others = fits
+    assert set(first.validation_nll) == {0.0, 1.0} and first.input_noise == 0.0
+    # Members after the first train one network each, at member 0's noise, not the last level.
+    assert all(set(fit.validation_nll) == {0.0} and fit.input_noise == 0.0 for fit in others)
+    weights = [np.concatenate([w.ravel() for w in fit.model.get_weights()]) for fit in fits]
+    assert not np.allclose(weights[0], weights[1]) and not np.allclose(weights[1], weights[2])
+    mixture = mdn_layers.predict_mixture([fit.model for fit in fits], x[:10])
+    assert mixture.mixture_distribution.logits.shape == (10, 6)   # 3 members x K=2
+    expected = np.log(np.mean([np.exp(mdn_layers.predict_mixture(fit.model, x[:10]).log_prob(
+        y[:10]).numpy()) for fit in fits], axis=0))
+    np.testing.assert_allclose(mixture.log_prob(y[:10]).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("members", [0, -1, 2.5])
+def test_fit_tabular_ensemble_names_a_bad_member_count(members):
+    with pytest.raises((ValueError, TypeError), match="members"):
+        mdn_layers.fit_tabular_ensemble(np.zeros((40, 2)), np.zeros((40, 1)), members=members,
+                                        max_epochs=1)
+
+
+def test_fit_tabular_ensemble_checks_noise_levels_before_training():
+    with pytest.raises(ValueError, match="noise_levels"):
+        mdn_layers.fit_tabular_ensemble(np.zeros((40, 2)), np.zeros((40, 1)),
+                                        noise_levels=[], max_epochs=1)
