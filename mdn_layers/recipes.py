@@ -64,9 +64,10 @@ def fit_tabular(x, y, num_components=5, covariance="full", noise_levels=DEFAULT_
     """Fits the recipe's MDN to raw targets.
 
     Args:
-      x: ``[N, F]`` standardised inputs (float).
-      y: ``[N, D]`` (or ``[N]``) targets in their own units; the head is ``adapt``-ed to the
-        training part, so losses and predicted mixtures are in those units.
+      x: ``[N, F]`` standardised inputs (float, finite).
+      y: ``[N, D]`` (or ``[N]``) targets in their own units, finite (NaN or inf in ``x`` or
+        ``y`` raises before anything trains); the head is ``adapt``-ed to the training part,
+        so losses and predicted mixtures are in those units.
       num_components, covariance: the head's.
       noise_levels: input-noise standard deviations to try (one level: no choice is made).
       validation_fraction: share of the rows held out (at random, ``seed``) for early stopping
@@ -99,6 +100,14 @@ def fit_tabular(x, y, num_components=5, covariance="full", noise_levels=DEFAULT_
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError(f"fit_tabular expects x [N, F] and y [N, D] with the same N; received "
                          f"x {list(x.shape)} and y {list(y.shape)}.")
+    for name, array in (("x", x), ("y", y)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(
+                f"fit_tabular: `{name}` has {bad} NaN or infinite entries (in "
+                f"{int(np.any(~np.isfinite(array), axis=1).sum())} rows); drop or impute "
+                "them first" + (" (for missing targets train by hand with "
+                                "MixtureNLL(..., allow_missing=True))." if name == "y" else "."))
     order = np.random.default_rng(seed).permutation(len(x))
     held_out = int(round(fraction * len(x)))
     if held_out < 2 or held_out > len(x) - 2:

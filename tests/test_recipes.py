@@ -94,3 +94,12 @@ def test_fit_tabular_ensemble_checks_noise_levels_before_training():
     with pytest.raises(ValueError, match="noise_levels"):
         mdn_layers.fit_tabular_ensemble(np.zeros((40, 2)), np.zeros((40, 1)),
                                         noise_levels=[], max_epochs=1)
+
+
+@pytest.mark.parametrize("name", ["x", "y"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_fit_tabular_refuses_non_finite_rows_before_training(name, bad):
+    x, y = np.zeros((40, 2), "float32"), np.zeros((40, 1), "float32")
+    (x if name == "x" else y)[[3, 7], 0] = bad
+    with pytest.raises(ValueError, match=rf"`{name}` has 2 NaN or infinite entries \(in 2 rows\)"):
+        mdn_layers.fit_tabular(x, y, max_epochs=1)
