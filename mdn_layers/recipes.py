@@ -94,6 +94,11 @@ def fit_tabular(x, y, num_components=5, covariance="full", noise_levels=DEFAULT_
     """
     levels = _check_noise_levels(noise_levels)
     fraction = _validation.check_probability(validation_fraction, "validation_fraction")
+    for value, name in ((units, "units"), (max_epochs, "max_epochs"),
+                        (batch_size, "batch_size"), (patience, "patience")):
+        _validation.check_positive_int(value, name)
+    if _validation.check_nonnegative_float(learning_rate, "learning_rate") == 0:
+        raise ValueError("`learning_rate` must be > 0; received 0.")
     x = np.asarray(x, dtype="float32")
     y = np.asarray(y, dtype="float32")
     y = y[:, None] if y.ndim == 1 else y

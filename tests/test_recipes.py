@@ -48,11 +48,17 @@ def test_fit_tabular_rejects_destructive_noise_and_predicts_in_raw_units():
     ({"validation_fraction": 0.0}, "validation_fraction"),
     ({"validation_fraction": 1.2}, "validation_fraction"),
     ({"validation_fraction": 0.001}, "too few rows"),
+    ({"units": 0}, "units"),
+    ({"max_epochs": 2.5}, "max_epochs"),
+    ({"batch_size": -1}, "batch_size"),
+    ({"patience": 0}, "patience"),
+    ({"learning_rate": 0.0}, "learning_rate"),
+    ({"learning_rate": "fast"}, "learning_rate"),
 ])
 def test_fit_tabular_names_the_bad_argument(arguments, message):
     x = np.zeros((40, 2), "float32")
     y = np.zeros((40, 1), "float32")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises((ValueError, TypeError), match=message):
         mdn_layers.fit_tabular(x, y, max_epochs=1, **arguments)
 
 
