@@ -106,11 +106,11 @@ def fit_tabular(x, y, num_components=5, covariance="full", noise_levels=DEFAULT_
         raise ValueError(f"fit_tabular expects x [N, F] and y [N, D] with the same N; received "
                          f"x {list(x.shape)} and y {list(y.shape)}.")
     for name, array in (("x", x), ("y", y)):
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        if bad:
+        non_finite = ~np.isfinite(array)
+        if non_finite.any():
             raise ValueError(
-                f"fit_tabular: `{name}` has {bad} NaN or infinite entries (in "
-                f"{int(np.any(~np.isfinite(array), axis=1).sum())} rows); drop or impute "
+                f"fit_tabular: `{name}` has {int(non_finite.sum())} NaN or infinite entries (in "
+                f"{int(non_finite.any(axis=1).sum())} rows); drop or impute "
                 "them first" + (" (for missing targets train by hand with "
                                 "MixtureNLL(..., allow_missing=True))." if name == "y" else "."))
     order = np.random.default_rng(seed).permutation(len(x))
@@ -174,9 +174,7 @@ def fit_tabular_ensemble(x, y, members=5, seed=0, **kwargs):
     (3, 1)
     """
     members = _validation.check_positive_int(members, "members")
-    if "noise_levels" in kwargs:
-        _check_noise_levels(kwargs["noise_levels"])
-    first = fit_tabular(x, y, seed=seed, **kwargs)
+    first = fit_tabular(x, y, seed=seed, **kwargs)  # checks every argument before training
     kwargs["noise_levels"] = (first.input_noise,)
     return [first] + [fit_tabular(x, y, seed=seed + member, **kwargs)
                       for member in range(1, members)]
