@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 import tf_keras  # noqa: E402
+from _common import machine, timer_class, write_json  # noqa: E402
 
 import mdn_layers  # noqa: E402
 from mdn_layers import datasets  # noqa: E402
-from _common import machine, timer_class, write_json  # noqa: E402
 
 tfd = tfp.distributions
 TASKS = {"bimodal_sine (D=1)": datasets.bimodal_sine,

@@ -20,9 +20,9 @@ import gmr  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+from _common import machine, write_json  # noqa: E402
 
 import mdn_layers  # noqa: E402
-from _common import machine, write_json  # noqa: E402
 
 tfd = tfp.distributions
 K, D, OBSERVED = 8, 6, [0, 2, 4]

@@ -21,9 +21,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import ceiling_loss, machine  # noqa: E402
 
 import mdn_layers  # noqa: E402
-from _common import ceiling_loss, machine  # noqa: E402
 
 
 def step_function(model, loss):

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import textwrap
 
-
 if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
     from _cli import parse_args
     ARGS = parse_args(__doc__, epochs=30, output="export_and_serve.png",

@@ -100,6 +100,7 @@ def own_rows(array, batch_size, num_processes, process_id):
 
 def train_jax(train, epochs, batch_size, address, num_processes, process_id, quiet):
     import keras
+
     import mdn_layers
     if keras.backend.backend() != "jax":
         raise SystemExit("--engine jax trains on Keras's JAX backend: run with KERAS_BACKEND=jax.")
@@ -148,6 +149,7 @@ def tf_keras_strategy(address, num_processes, process_id):
 def train_tf_keras(train, epochs, batch_size, strategy, num_processes, process_id, quiet):
     import tensorflow as tf
     import tf_keras
+
     from mdn_layers import tfp_layers
     local = batch_size // num_processes
     x, y = (own_rows(a, batch_size, num_processes, process_id) for a in (train.x, train.y))
@@ -174,6 +176,7 @@ def report(model, test, output):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     import mdn_layers
     from mdn_layers import plotting
     mixture = mdn_layers.predict_mixture(model, test.x)

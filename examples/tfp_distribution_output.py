@@ -13,7 +13,6 @@ Run: ``python examples/tfp_distribution_output.py [--epochs N] [--long] [--quiet
 import os
 import tempfile
 
-
 if __name__ == "__main__":  # options first: --help answers before TensorFlow loads
     from _cli import parse_args
     ARGS = parse_args(__doc__, epochs=60, output="tfp_distribution_output.png")

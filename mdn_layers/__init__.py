@@ -15,28 +15,35 @@ The tf_keras front-end (``tfp.layers.DistributionLambda`` style) lives in
 
 import importlib
 
-from mdn_layers import metrics
-from mdn_layers.layers import MixtureDensity
-from mdn_layers.layout import params_size
-from mdn_layers.losses import MixtureNLL
-from mdn_layers.recipes import TabularFit, fit_tabular, fit_tabular_ensemble
+import keras
 
-from mdn_layers._version import __version__  # noqa: E402,F401 - the one version string
+from mdn_layers._version import __version__  # noqa: F401 - the one version string
+from mdn_layers.core.layout import params_size
+from mdn_layers.training import metrics, targets
+from mdn_layers.training.head import GridTargetWarning
+from mdn_layers.training.layer import MixtureDensity
+from mdn_layers.training.losses import MixtureNLL, mixture_nll
+from mdn_layers.training.schedule import training_schedule
+from mdn_layers.training.tabular import TabularFit, fit_tabular, fit_tabular_ensemble
+
+if keras.backend.backend() == "tensorflow":  # TensorFlow is loaded already: graphs assert
+    from mdn_layers.analysis import tf_ops as _tf_ops
+    targets.tensorflow_check_finite = _tf_ops.check_finite
 
 # Public names of the analysis path (TensorFlow + TFP), loaded on first use.
 _LAZY_ATTRIBUTES = {
-    "condition": "mdn_layers.conditioning",
-    "marginalize": "mdn_layers.conditioning",
-    "rescale": "mdn_layers.conditioning",
-    "ensemble": "mdn_layers.ensembles",
-    "mixture_from_params": "mdn_layers.distributions",
+    "condition": "mdn_layers.analysis.conditioning",
+    "marginalize": "mdn_layers.analysis.conditioning",
+    "rescale": "mdn_layers.analysis.conditioning",
+    "ensemble": "mdn_layers.analysis.ensembles",
+    "mixture_from_params": "mdn_layers.analysis.mixtures",
     "predict_mixture": "mdn_layers.prediction",
-    "sample": "mdn_layers.sampling",
-    "central_interval": "mdn_layers.summaries",
-    "mode": "mdn_layers.summaries",
-    "most_probable_component": "mdn_layers.summaries",
-    "quantile": "mdn_layers.summaries",
-    "responsibilities": "mdn_layers.summaries",
+    "sample": "mdn_layers.analysis.sampling",
+    "central_interval": "mdn_layers.analysis.summaries",
+    "mode": "mdn_layers.analysis.summaries",
+    "most_probable_component": "mdn_layers.analysis.summaries",
+    "quantile": "mdn_layers.analysis.summaries",
+    "responsibilities": "mdn_layers.analysis.summaries",
 }
 _LAZY_MODULES = ("datasets", "plotting", "scores", "summaries", "tfp_layers")
 
@@ -53,27 +60,18 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_ATTRIBUTES) | set(_LAZY_MODULES))
 
 
+# What ``from mdn_layers import *`` gives: the names loaded with the package. The analysis
+# names above load TensorFlow on first use, so a star import leaves them out (use
+# ``mdn_layers.condition`` and so on, or import them by name).
 __all__ = [
+    "GridTargetWarning",
     "MixtureDensity",
     "MixtureNLL",
     "TabularFit",
-    "central_interval",
-    "condition",
-    "datasets",
-    "ensemble",
     "fit_tabular",
     "fit_tabular_ensemble",
-    "marginalize",
     "metrics",
-    "mixture_from_params",
-    "mode",
-    "most_probable_component",
+    "mixture_nll",
     "params_size",
-    "predict_mixture",
-    "quantile",
-    "rescale",
-    "responsibilities",
-    "sample",
-    "scores",
-    "summaries",
+    "training_schedule",
 ]

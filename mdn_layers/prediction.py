@@ -15,9 +15,11 @@ if TYPE_CHECKING:  # names used in annotations only
 import keras
 import numpy as np
 
-from mdn_layers import _config, _validation, distributions, ensembles, layout
-from mdn_layers.layers import MixtureDensity
-from mdn_layers.losses import MixtureNLL
+from mdn_layers.analysis import ensembles, mixtures
+from mdn_layers.core import layout, validation
+from mdn_layers.training.head import MixtureConfig
+from mdn_layers.training.layer import MixtureDensity
+from mdn_layers.training.losses import MixtureNLL
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -56,7 +58,7 @@ def _single_output(predicted):
 def predict_chunks(model, x, batch_size, num_params):
     """Yields ``model.predict`` of consecutive row chunks of ``x`` (numpy arrays).
 
-    Each chunk holds about :data:`mdn_layers.layout.CHUNK_BYTES` of params (whole batches), so
+    Each chunk holds about :data:`mdn_layers.core.layout.CHUNK_BYTES` of params (whole batches), so
     the caller can turn it into a mixture before the next one is predicted. Inputs that
     cannot be sliced by rows (datasets, generators) are predicted whole. Zero rows give one
     empty chunk of the model's output shape.
@@ -122,7 +124,7 @@ def _tf_keras_param_chunks(model, x, batch_size):
     """The head of a tf_keras model is a :class:`mdn_layers.tfp_layers.MixtureDistribution`
     (a :class:`MixtureConfig` with ``params`` and ``features_model``)."""
     head = next((layer for layer in reversed(model.layers)
-                 if isinstance(layer, _config.MixtureConfig)), None)
+                 if isinstance(layer, MixtureConfig)), None)
     if head is None:
         raise ValueError("predict_mixture: the tf_keras model has no "
                          "mdn_layers.tfp_layers.MixtureDistribution layer.")
@@ -166,7 +168,7 @@ def predict_mixture(model: "keras.Model | Sequence[keras.Model]", x: "ArrayLike"
     >>> mixture.batch_shape, mixture.event_shape
     (TensorShape([5]), TensorShape([2]))
     """
-    batch_size = _validation.check_positive_int(
+    batch_size = validation.check_positive_int(
         DEFAULT_BATCH_SIZE if batch_size is None else batch_size, "batch_size")
     if isinstance(model, (list, tuple)):
         if not model:
@@ -178,4 +180,4 @@ def predict_mixture(model: "keras.Model | Sequence[keras.Model]", x: "ArrayLike"
         head, chunks = _tf_keras_param_chunks(model, x, batch_size)
     else:
         head, chunks = _keras_param_chunks(model, x, batch_size)
-    return distributions.mixture_from_param_chunks(chunks, **head.mixture_config())
+    return mixtures.mixture_from_param_chunks(chunks, **head.mixture_config())

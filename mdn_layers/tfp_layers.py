@@ -24,8 +24,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
 
-from mdn_layers import _config, _tf_ops, _validation, distributions, layout, summaries
+from mdn_layers.analysis import mixtures, summaries, tf_ops
+from mdn_layers.core import layout, validation
 from mdn_layers.prediction import predict_mixture  # noqa: F401 - also the tf_keras entry
+from mdn_layers.training.head import PACKAGE, MixtureConfig, MixtureHead
+
 _CONVERT_TO_TENSOR_FNS = {
     "mean": tfp.distributions.Distribution.mean,
     "sample": tfp.distributions.Distribution.sample,
@@ -43,8 +46,8 @@ def _convert_to_tensor_fn_name(convert_to_tensor_fn):
                      f"received {convert_to_tensor_fn!r}.")
 
 
-@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE)
-class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
+@tf_keras.saving.register_keras_serializable(package=PACKAGE)
+class MixtureDistribution(MixtureConfig, tfp.layers.DistributionLambda):
     """``DistributionLambda`` turning params ``[..., P]`` into a Gaussian mixture.
 
     With default options a drop-in replacement for
@@ -67,7 +70,7 @@ class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
         convert_name = _convert_to_tensor_fn_name(convert_to_tensor_fn)
         kwargs.pop("make_distribution_fn", None)
         # The mixture is built at call time from this layer's attributes (set below).
-        super().__init__(lambda inputs: distributions.mixture_from_params(
+        super().__init__(lambda inputs: mixtures.mixture_from_params(
             self.params(inputs), **self.mixture_config()),
                          convert_to_tensor_fn=_CONVERT_TO_TENSOR_FNS[convert_name], **kwargs)
         self._init_mixture_config(event_size, num_components, covariance, diag_shift)
@@ -92,7 +95,7 @@ class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
                              f"whose {self.name!r} layer has a single input.") from error
 
     def __call__(self, inputs, *args, **kwargs):
-        _validation.reject_foreign_tensors(
+        validation.reject_foreign_tensors(
             self, inputs, "keras", "This is a tf_keras layer; in a Keras 3 model use "
             "mdn_layers.MixtureDensity with mdn_layers.MixtureNLL. tf_keras models start "
             "from tf_keras.Input.")
@@ -110,8 +113,8 @@ class MixtureDistribution(_config.MixtureConfig, tfp.layers.DistributionLambda):
         return cls(**config)
 
 
-@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE)
-class MixtureDensity(_config.MixtureHead, MixtureDistribution):
+@tf_keras.saving.register_keras_serializable(package=PACKAGE)
+class MixtureDensity(MixtureHead, MixtureDistribution):
     """Features ``(..., F)`` -> Gaussian mixture: a learned projection plus the mixture.
 
     The tf_keras twin of :class:`mdn_layers.MixtureDensity` (same signature, same
@@ -120,20 +123,22 @@ class MixtureDensity(_config.MixtureHead, MixtureDistribution):
     Args:
       event_size, num_components, covariance, diag_shift, convert_to_tensor_fn: as in
         :class:`MixtureDistribution`.
-      initial_scale, loc_spread, kernel_initializer, target_loc, target_scale: as in
+      initial_scale, loc_spread, kernel_initializer, target_loc, target_scale, scale_floor,
+        target_floor: as in
         :class:`mdn_layers.MixtureDensity`; :meth:`adapt` works as there (raw targets,
         mixtures in their units).
     """
-    _ops = _tf_ops
+    _ops = tf_ops
 
     def __init__(self, event_size, num_components, covariance="full",
                  diag_shift=layout.DEFAULT_DIAG_SHIFT, initial_scale=1.0, loc_spread=1.0,
                  kernel_initializer="glorot_uniform", convert_to_tensor_fn="mean",
-                 target_loc=None, target_scale=None, **kwargs):
+                 target_loc=None, target_scale=None, scale_floor=None, target_floor=None,
+                 **kwargs):
         super().__init__(event_size, num_components, covariance, diag_shift,
                          convert_to_tensor_fn=convert_to_tensor_fn, **kwargs)
-        self._init_target_statistics(target_loc, target_scale)
-        self.initial_scale, self.loc_spread = _validation.check_initialisation(
+        self._init_target_statistics(target_loc, target_scale, scale_floor, target_floor)
+        self.initial_scale, self.loc_spread = validation.check_initialisation(
             initial_scale, loc_spread, self.diag_shift)
         self._loc_initializer = tf_keras.initializers.RandomNormal(stddev=self.loc_spread)
         self.kernel_initializer = tf_keras.initializers.get(kernel_initializer)
@@ -159,14 +164,12 @@ class MixtureDensity(_config.MixtureHead, MixtureDistribution):
         config = super().get_config()
         config.update({"initial_scale": self.initial_scale, "loc_spread": self.loc_spread,
                        "kernel_initializer":
-                           tf_keras.initializers.serialize(self.kernel_initializer),
-                       "target_loc": None if self.target_loc is None else list(self.target_loc),
-                       "target_scale":
-                           None if self.target_scale is None else list(self.target_scale)})
+                           tf_keras.initializers.serialize(self.kernel_initializer)})
+        config.update(self.target_statistics_config())
         return config
 
 
-@tf_keras.saving.register_keras_serializable(package=_config.PACKAGE,
+@tf_keras.saving.register_keras_serializable(package=PACKAGE,
                                              name="negative_log_likelihood")
 def negative_log_likelihood(y_true, distribution):
     """Per-sample NLL ``-distribution.log_prob(y_true)`` in nats: the loss for these layers."""
@@ -191,6 +194,6 @@ def negative_log_likelihood(y_true, distribution):
             raise ValueError(f"negative_log_likelihood: y_true shape {y_true.shape} does not "
                              f"match the distribution's batch shape {batch_shape} plus its "
                              f"event shape {event_shape}.")
-    y_true = _tf_ops.check_finite(y_true, "negative_log_likelihood: y_true contains NaN or "
+    y_true = tf_ops.check_finite(y_true, "negative_log_likelihood: y_true contains NaN or "
                                   "inf.")
     return -distribution.log_prob(y_true)

@@ -16,6 +16,8 @@ import tensorflow_probability as tfp  # noqa: E402
 from hypothesis import settings  # noqa: E402
 from scipy import special, stats  # noqa: E402
 
+import mdn_layers  # noqa: E402
+
 # Property tests draw fresh examples on every local run; CI (HYPOTHESIS_PROFILE=ci, set by
 # .ci/run) draws the same ones every time, so a red CI run is reproducible.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -118,3 +120,34 @@ def tfp_mixture(weights, means, covs, dtype="float64"):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def hostile(name, rng, n=256):
+    """``(x [n, 2], y [n, 2])`` float32 data of the named hostile kind (duplicated points, a
+    constant target dim, heavy outliers, tiny or huge target scale)."""
+    x = rng.normal(size=(n, 2)).astype("float32")
+    y = np.stack([np.sin(x[:, 0]), x[:, 1] * 0.5], -1) + rng.normal(0, 0.1, (n, 2))
+    if name == "duplicated_points":
+        x, y = np.repeat(x[:16], n // 16, 0), np.repeat(y[:16], n // 16, 0)
+    elif name == "constant_dimension":
+        y[:, 1] = 3.0
+    elif name == "heavy_outliers":
+        y[rng.choice(n, 8, replace=False)] = 1e3 * y.std(0)
+    elif name == "tiny_scale":
+        y = y * 1e-4
+    elif name == "huge_scale":
+        y = y * 1e4
+    return x, y.astype("float32")
+
+
+def mdn_model(event_size, num_components, covariance="full", input_shape=(1,), hidden=32,
+              dtype=None, jit_compile="auto", learning_rate=3e-3):
+    model = keras.Sequential([
+        keras.Input(input_shape, dtype=dtype),
+        keras.layers.Dense(hidden, activation="tanh", dtype=dtype),
+        mdn_layers.MixtureDensity(event_size, num_components, covariance, dtype=dtype),
+    ])
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  loss=mdn_layers.MixtureNLL(event_size, num_components, covariance),
+                  jit_compile=jit_compile)
+    return model

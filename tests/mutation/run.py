@@ -24,70 +24,73 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # name: (module, original text, mutated text, tests to run)
 MUTANTS = {
     "layer ignores diag_shift": (
-        "_config.py", "self.diag_shift = _validation.check_nonnegative_float(diag_shift, "
+        "head.py", "self.diag_shift = validation.check_nonnegative_float(diag_shift, "
         "\"diag_shift\")", "self.diag_shift = 1e-5",
-        "tests/test_layers.py -k diag_shift"),
+        "tests/training/test_layer.py -k diag_shift"),
     "energy spread weighted 1": (
-        "gaussian.py", "return (to_value - 0.5 * spread) / first.shape[0]",
+        "densities.py", "return (to_value - 0.5 * spread) / first.shape[0]",
         "return (to_value - spread) / first.shape[0]",
-        "tests/test_metrics.py tests/test_scores.py"),
+        "tests/training/test_metrics.py tests/analysis/test_scores.py"),
     "metrics ignore sample_weight": (
         "metrics.py", "            weight = weight * sample_weight",
-        "            weight = weight", "tests/test_metrics.py"),
+        "            weight = weight", "tests/training/test_metrics.py"),
     "probability accepts 0 and 1": (
-        "_validation.py", "if not 0 < value < 1:", "if not 0 <= value <= 1:",
-        "tests/test_metrics.py"),
+        "validation.py", "if not 0 < value < 1:", "if not 0 <= value <= 1:",
+        "tests/training/test_metrics.py"),
     "correlated_2d sign flipped": (
-        "datasets.py", "tril(0.2, 0.3, -0.6)", "tril(0.2, 0.3, 0.6)", "tests/test_datasets.py"),
+        "datasets.py", "tril(0.2, 0.3, -0.6)", "tril(0.2, 0.3, 0.6)",
+        "tests/analysis/test_datasets.py"),
     "condition stops the gradient of the shift": (
         "conditioning.py", "        loc = _gather_dims(parts.loc, unobserved) + shift",
         "        loc = _gather_dims(parts.loc, unobserved) + tf.stop_gradient(shift)",
-        "tests/test_conditioning.py -k finite_diff"),
+        "tests/analysis/test_conditioning.py -k finite_diff"),
     "adapt ignores the target scale": (
         "layout.py", "    linear = params * multiplier + shift",
-        "    linear = params + shift", "tests/test_adaptation.py"),
+        "    linear = params + shift", "tests/training/test_head.py"),
     "ensemble ignores member weights": (
         "ensembles.py", "    return tf.constant(np.log(weights / weights.sum()), dtype)",
         "    return tf.fill([num_members], tf.constant(-np.log(num_members), dtype))",
-        "tests/test_ensembles.py"),
+        "tests/analysis/test_ensembles.py"),
     "Givens rotation sign flipped": (
-        "gaussian.py", "-s * p if p is not None else None", "s * p if p is not None else None",
-        "tests/test_distributions.py -k permuted"),
+        "densities.py", "-s * p if p is not None else None", "s * p if p is not None else None",
+        "tests/analysis/test_mixtures.py -k permuted"),
     "loss broadcasts mis-ranked targets": (
-        "_targets.py", "        if len(leading_true) != len(leading_pred) or any(",
-        "        if False and any(", "tests/test_contracts.py -k leading_axes"),
+        "targets.py", "        if len(leading_true) != len(leading_pred) or any(",
+        "        if False and any(", "tests/training/test_losses.py -k leading_axes"),
     "mode returns the mean": (
         "tfp_layers.py", '    "mode": summaries.mode,',
-        '    "mode": tfp.distributions.Distribution.mean,', "tests/test_tfp_layers.py -k mode"),
+        '    "mode": tfp.distributions.Distribution.mean,',
+        "tests/integration/test_tfp_layers.py -k mode"),
     "missing-target rows use the full factor": (
-        "gaussian.py", "        rows = ([[observed[e] * entry(e, d) if e >= d else None",
+        "densities.py", "        rows = ([[observed[e] * entry(e, d) if e >= d else None",
         "        rows = ([[entry(e, d) if e >= d else None",
-        "tests/test_float32_numerics.py -k missing"),
+        "tests/training/test_losses.py -k missing"),
     "loss built for a layer drops its diag_shift": (
         "losses.py", "        return cls(**layer.mixture_config(), **kwargs)",
         "        return cls(**{key: value for key, value in layer.mixture_config().items()\n"
         "                      if key != 'diag_shift'}, **kwargs)",
-        "tests/test_layers.py -k diag_shift"),
+        "tests/training/test_layer.py -k diag_shift"),
     "layer ignores loc_spread": (
-        "layers.py", "keras.initializers.RandomNormal(stddev=self.loc_spread)",
-        "keras.initializers.RandomNormal(stddev=1.0)", "tests/test_layers.py -k loc_spread"),
+        "layer.py", "keras.initializers.RandomNormal(stddev=self.loc_spread)",
+        "keras.initializers.RandomNormal(stddev=1.0)",
+        "tests/training/test_layer.py -k loc_spread"),
     "coverage averages over missing dims": (
         "metrics.py", "        return _mean_over_observed(inside, observed)",
-        "        return ops.mean(inside, axis=-1)", "tests/test_metrics.py"),
+        "        return ops.mean(inside, axis=-1)", "tests/training/test_metrics.py"),
     "energy score ignores the missing mask": (
         "metrics.py", "            ops.reshape(observed, (-1, self.event_size)))",
-        "            None)", "tests/test_metrics.py"),
+        "            None)", "tests/training/test_metrics.py"),
     "one-SE rule picks the smallest level": (
-        "recipes.py", "    return max(level for level in means if means[level] <= means[best] + "
+        "tabular.py", "    return max(level for level in means if means[level] <= means[best] + "
         "standard_error)", "    return min(level for level in means if means[level] <= "
-        "means[best] + standard_error)", "tests/test_recipes.py -k standard_error"),
+        "means[best] + standard_error)", "tests/training/test_schedule.py -k standard_error"),
     "one-SE rule ignores the error": (
-        "recipes.py", "means[level] <= means[best] + standard_error)",
-        "means[level] <= means[best])", "tests/test_recipes.py -k standard_error"),
+        "tabular.py", "means[level] <= means[best] + standard_error)",
+        "means[level] <= means[best])", "tests/training/test_schedule.py -k standard_error"),
     "noisy inputs at prediction time too": (
-        "recipes.py", "        layers.append(keras.layers.GaussianNoise(input_noise))",
+        "tabular.py", "        layers.append(keras.layers.GaussianNoise(input_noise))",
         "        layers.append(keras.layers.Lambda(lambda t: t + input_noise))",
-        "tests/test_recipes.py -k raw_units"),
+        "tests/training/test_tabular.py -k raw_units"),
 }
 
 
@@ -96,7 +99,8 @@ def run_mutant(name, module, original, mutated, tests, workdir):
     if package.exists():
         shutil.rmtree(package)
     shutil.copytree(ROOT / "mdn_layers", package)
-    path = package / module
+    # The floors' module of that name (the top level holds only bridges and public aliases).
+    path = sorted(package.rglob(module), key=lambda found: found.parent == package)[0]
     source = path.read_text()
     if source.count(original) != 1:
         return f"{name}: the original line is not found exactly once in {module} (update it)"

@@ -1,0 +1,96 @@
+"""The benchmark pipeline works end to end (tiny sizes); its numbers are not checked here."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import bench_fit  # noqa: E402
+import run_all  # noqa: E402
+
+
+def _rows():
+    rows = []
+    for repeat, scale in enumerate([1.0, 1.2]):
+        rows.append([
+            {"head": "ours full", "backend": "jax", "D": 8, "K": 16, "first_epoch_s": 2.0,
+             "samples_per_s": 150e3 * scale, "loss": 1.0},
+            {"head": "ours diag", "backend": "jax", "D": 8, "K": 16, "first_epoch_s": 1.0,
+             "samples_per_s": 300e3 * scale, "loss": 1.0},
+            {"head": "keras-mdn-layer diag", "backend": "tensorflow", "D": 8, "K": 16,
+             "first_epoch_s": 1.0, "samples_per_s": 200e3 * scale, "loss": 1.0},
+            {"head": "tfp.layers full", "backend": "tf_keras", "D": 8, "K": 16,
+             "first_epoch_s": 1.0, "samples_per_s": 50e3 * scale, "loss": 1.0},
+            {"head": "tfp.layers full, jit_compile", "backend": "tf_keras", "D": 8, "K": 16,
+             "error": "InvalidArgumentError: no"},
+        ])
+    return rows
+
+
+def test_fit_summary_takes_medians_and_ratios_against_each_peers_best():
+    table = bench_fit.summarise(_rows())
+    full = next(r for r in table if r["head"] == "ours full")
+    assert full["samples_per_s"] == pytest.approx(165e3) and full["range"] == (150e3, 180e3)
+    targets = {(t["ours"], t["peer"]): t for t in bench_fit.ratios(table)}
+    assert targets[("ours full", "tfp.layers")]["ratio"] == pytest.approx(3.0)
+    assert targets[("ours diag", "keras-mdn-layer")]["ratio"] == pytest.approx(1.5)
+    text = bench_fit.markdown(table, bench_fit.ratios(table), {
+        "machine": "m", "keras": "3", "samples": 1, "epochs": 1, "repeats": 2,
+        "jit_compile": "true", "steps_per_execution": "1,8"})
+    assert "fails: InvalidArgumentError" in text and "| 3.00x | 1.5x |" in text
+
+
+def test_plot_writes_a_png(tmp_path):
+    table = bench_fit.summarise(_rows())
+    results = {
+        "fit": {"rows": table, "targets": bench_fit.ratios(table)},
+        "conditioning": {"meta": {"num_mixtures": 10, "K": 8, "D": 6},
+                         "rows": [{"method": "numpy", "seconds": 1.0},
+                                  {"method": "mdn_layers.condition, float32, eager",
+                                   "seconds": 0.1}]},
+        "accuracy": {"rows": [{"task": "t", "head": h, "gap": g}
+                              for h, g in [("a", 0.01), ("b", 0.2)]]},
+    }
+    run_all.plot(results, tmp_path / "results.png")
+    assert (tmp_path / "results.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_run_all_quick_writes_the_report(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(BENCHMARKS, "run_all.py"), "--quick", "--only",
+         "conditioning", "--out", str(tmp_path)], capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "## Conditioning" in report and "| numpy float64, vectorised" in report
+    assert (tmp_path / "results.png").exists()
+
+
+@pytest.mark.slow
+def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
+    """Two splits of Boston, three epochs, an ensemble of two: the pipeline, not the numbers
+    (the 20-split run is in benchmarks/README.md). Peers need the bench extras."""
+    import json
+    out = tmp_path / "uci.json"
+    peers = [] if _has("ngboost") and _has("keras_mdn_layer") else ["--no-peers"]
+    subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_uci.py"), "--tables",
+                    "boston", "--splits", "2", "--max-epochs", "3", "--members", "2",
+                    "--json", str(out)] + peers, check=True, timeout=600,
+                   env={**os.environ, "KERAS_BACKEND": "jax"})
+    rows = json.loads(out.read_text())["rows"]
+    methods = {row["method"] for row in rows}
+    assert {"mdn_layers K=1", "mdn_layers K=5", "mdn_layers ensemble of 2",
+            "chosen input noise"} <= methods
+    assert all(row["splits"] == 2 and np.isfinite(row["mean"]) for row in rows)
+
+
+def _has(module):
+    import importlib.util
+    return importlib.util.find_spec(module) is not None

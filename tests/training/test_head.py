@@ -1,0 +1,141 @@
+"""The head's shared behaviour: adapt (target statistics as saved state, a data-aware start,
+raw units) and the scale floor."""
+
+import keras
+import numpy as np
+import pytest
+import scipy.stats
+
+import mdn_layers
+
+
+def _fit_and_score(rng_seed, x, y, x_test, y_test, adapt):
+    keras.utils.set_random_seed(rng_seed)
+    head = mdn_layers.MixtureDensity(1, 2)
+    if adapt:
+        head.adapt(y)
+        targets, test_targets = y, y_test
+    else:
+        mean, std = y.mean(0), y.std(0)
+        targets, test_targets = (y - mean) / std, y_test
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="tanh"),
+                              head])
+    model.compile(keras.optimizers.Adam(0.01), loss=mdn_layers.MixtureNLL.for_layer(head))
+    history = model.fit(x, targets, epochs=30, batch_size=64, verbose=0)
+    mixture = mdn_layers.predict_mixture(model, x_test)
+    if not adapt:
+        mixture = mdn_layers.rescale(mixture, mean, std)
+    return float(-np.mean(mixture.log_prob(test_targets))), history.history["loss"][-1]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.ones((5, 3)), r"shape \[\.\.\., 2\]"),
+    (np.array([[1.0, np.inf]] * 3), "inf"),
+    (np.array([[1.0, np.nan]] * 3), r"dims without one: \[1\]"),
+    ("prices", "array of numbers"),
+])
+def test_adapt_refuses_bad_targets_by_name(bad, match):
+    with pytest.raises(ValueError, match=match):
+        mdn_layers.MixtureDensity(2, 3).adapt(bad)
+
+
+@pytest.mark.parametrize("loc, scale, match", [
+    ([0.0, 1.0], None, "both or neither"),
+    ([0.0], [1.0, 1.0], "2 finite floats"),
+    ([0.0, 1.0], [1.0, -1.0], "positive"),
+    ([0.0, np.nan], [1.0, 1.0], "finite"),
+])
+def test_target_statistics_arguments_are_checked(loc, scale, match):
+    with pytest.raises(ValueError, match=match):
+        mdn_layers.MixtureDensity(2, 3, target_loc=loc, target_scale=scale)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
+def test_adapted_params_are_the_standardised_mixture_in_target_units(rng, covariance):
+    """log p_raw(y) = log p_std((y - loc) / scale) - sum(log scale), the change of variables,
+    with the standardised density from TFP on the same kernel and bias (diag_shift=0 so the
+    floor does not enter), for target scales from 1e-3 to 1e5."""
+    loc = np.array([2e5, -7.0, 0.5])
+    scale = np.array([3e4, 1e-3, 2.0]) if covariance != "spherical" else np.full(3, 40.0)
+    features = rng.normal(size=(64, 5)).astype("float32")
+    plain = mdn_layers.MixtureDensity(3, 4, covariance, diag_shift=0.0)
+    adapted = mdn_layers.MixtureDensity(3, 4, covariance, diag_shift=0.0, target_loc=loc,
+                                        target_scale=scale)
+    plain.build((None, 5))
+    adapted.build((None, 5))
+    adapted.set_weights(plain.get_weights() + [loc, scale])
+    z = rng.normal(size=(64, 3))
+    y = loc + scale * z
+    standard = mdn_layers.mixture_from_params(
+        keras.ops.convert_to_numpy(plain(features)).astype("float64"), 3, 4, covariance, 0.0)
+    expected = standard.log_prob(z).numpy() - np.log(scale).sum()
+    raw = mdn_layers.mixture_from_params(
+        keras.ops.convert_to_numpy(adapted(features)).astype("float64"), 3, 4, covariance, 0.0)
+    np.testing.assert_allclose(raw.log_prob(y).numpy(), expected, rtol=1e-5, atol=2e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.backend_neutral
+def test_raw_targets_after_adapt_score_like_hand_standardisation(rng):
+    """Prices around 3e5 with spread 5e4: adapt + raw targets reaches the held-out NLL (in
+    dollars) of hand standardisation + rescale, and its training loss is in dollars too."""
+    x = rng.uniform(-1, 1, size=(1200, 1)).astype("float32")
+    y = (3e5 + 5e4 * (np.sin(3 * x) + 0.3 * rng.normal(size=x.shape))).astype("float32")
+    x_test = rng.uniform(-1, 1, size=(2000, 1)).astype("float32")
+    y_test = (3e5 + 5e4 * (np.sin(3 * x_test) + 0.3 * rng.normal(size=x_test.shape)))
+    by_hand, _ = _fit_and_score(0, x, y, x_test, y_test, adapt=False)
+    adapted, train_loss = _fit_and_score(0, x, y, x_test, y_test, adapt=True)
+    oracle = -np.mean(scipy.stats.norm(3e5 + 5e4 * np.sin(3 * x_test), 1.5e4).logpdf(y_test))
+    assert abs(adapted - by_hand) < 0.1, (adapted, by_hand)
+    assert adapted - oracle < 0.15, (adapted, oracle)
+    assert abs(train_loss - oracle) < 0.3  # the loss itself is in dollars (about 11 nats)
+
+
+@pytest.mark.backend_neutral
+def test_adapt_before_and_after_build_give_the_same_start_and_saved_state(rng, tmp_path):
+    y = rng.gamma(2.0, 3e4, size=(300, 1))
+    early = mdn_layers.MixtureDensity(1, 3).adapt(y)
+    model = keras.Sequential([keras.Input((2,)), early])
+    late = mdn_layers.MixtureDensity(1, 3)
+    keras.Sequential([keras.Input((2,)), late])
+    late.adapt(y)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(early.bias),
+                               keras.ops.convert_to_numpy(late.bias), rtol=1e-6)
+    path = tmp_path / "adapted.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    x = rng.normal(size=(7, 2)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+    head = loaded.layers[-1]
+    np.testing.assert_allclose(head.target_loc, [np.mean(y)])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(head.target_scale_weight), [np.std(y)],
+                               rtol=1e-6)
+
+
+def test_unadapted_heads_have_no_target_state():
+    head = mdn_layers.MixtureDensity(2, 3)
+    keras.Sequential([keras.Input((4,)), head])
+    assert [weight.name for weight in head.weights] == ["kernel", "bias"]
+    assert head.get_config()["target_loc"] is None
+
+
+def test_tf_keras_head_adapts_the_same_way(rng):
+    import tf_keras
+
+    from mdn_layers import tfp_layers
+    y = rng.normal(5e3, 2e2, size=(200, 2))
+    ours = tfp_layers.MixtureDensity(2, 3).adapt(y)
+    tf_keras.Sequential([tf_keras.Input((4,)), ours])
+    twin = mdn_layers.MixtureDensity(2, 3).adapt(y)
+    keras.Sequential([keras.Input((4,)), twin])
+    np.testing.assert_allclose(ours.bias.numpy(), keras.ops.convert_to_numpy(twin.bias),
+                               rtol=1e-5, atol=1e-6)
+    features = rng.normal(size=(9, 4)).astype("float32")
+    ours.kernel.assign(keras.ops.convert_to_numpy(twin.kernel))
+    mixture = ours(features)
+    np.testing.assert_allclose(
+        mixture.log_prob(y[:9]),
+        mdn_layers.mixture_from_params(keras.ops.convert_to_numpy(twin(features)), 2, 3)
+        .log_prob(y[:9]), rtol=1e-5)

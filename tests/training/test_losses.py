@@ -1,0 +1,145 @@
+"""The training loss: MixtureNLL and mixture_nll against independent references; its checks."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import (
+    hostile,
+    params_for,
+    random_mixture,
+    restrict_covariance,
+    scipy_mixture_logpdf,
+    tensorflow_backend_only,
+)
+
+import mdn_layers
+from mdn_layers.core import layout
+
+KINDS = ["full", "diag", "spherical"]
+
+
+
+def model_for(covariance, num_components=3, **compile_kwargs):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(16, activation="tanh"),
+                              mdn_layers.MixtureDensity(2, num_components, covariance)])
+    model.compile("adam", loss=mdn_layers.MixtureNLL(2, num_components, covariance),
+                  **compile_kwargs)
+    return model
+
+
+tfd = tfp.distributions
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("covariance", KINDS)
+@pytest.mark.parametrize("num_components,event_size", [(1, 1), (1, 2), (3, 2)])
+def test_loss_is_per_sample_nll_against_scipy(rng, covariance, num_components, event_size):
+    weights, means, covs = random_mixture(rng, num_components, event_size)
+    covs = restrict_covariance(covs, covariance)
+    params = np.tile(params_for(weights, means, covs, covariance), (6, 1)).astype("float32")
+    y = rng.normal(0, 2, (6, event_size)).astype("float32")
+    loss = mdn_layers.MixtureNLL(event_size, num_components, covariance)
+    expected = -scipy_mixture_logpdf(y, weights, means, covs)
+    np.testing.assert_allclose(loss.call(y, params), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(loss(y, params), expected.mean(), rtol=1e-4)
+    weight = np.array([1, 0, 0, 2, 0, 0], "float32")
+    np.testing.assert_allclose(loss(y, params, sample_weight=weight),
+                               (expected * weight).sum() / 6, rtol=1e-4)
+
+
+@pytest.mark.backend_neutral
+def test_loss_accepts_flat_targets_for_one_dim(rng):
+    loss = mdn_layers.MixtureNLL(1, 2)
+    params = rng.normal(size=(5, mdn_layers.params_size(1, 2))).astype("float32")
+    y = rng.normal(size=5).astype("float32")
+    np.testing.assert_allclose(loss.call(y, params), loss.call(y[:, None], params))
+
+
+@pytest.mark.backend_neutral
+def test_loss_rejects_wrong_target_width_naming_both_sizes():
+    loss = mdn_layers.MixtureNLL(event_size=2, num_components=3)
+    params = np.zeros((4, mdn_layers.params_size(2, 3)), "float32")
+    with pytest.raises(ValueError, match=r"size 3.*event_size=2"):
+        loss(np.zeros((4, 3), "float32"), params)
+
+
+@pytest.mark.backend_neutral
+def test_loss_rejects_wrong_params_width():
+    loss = mdn_layers.MixtureNLL(event_size=2, num_components=3)
+    with pytest.raises(ValueError, match="params_size=18"):
+        loss(np.zeros((4, 2), "float32"), np.zeros((4, 12), "float32"))
+
+
+@pytest.mark.backend_neutral
+def test_non_finite_targets_and_params_are_named():
+    loss = mdn_layers.MixtureNLL(2, 3)
+    params = np.zeros((4, mdn_layers.params_size(2, 3)), "float32")
+    y = np.zeros((4, 2), "float32")
+    with pytest.raises(ValueError, match="y_true contains NaN or inf.*allow_missing"):
+        loss(np.where([[True, False]] * 4, np.nan, y), params)
+    with pytest.raises(ValueError, match="params .* contain NaN or inf"):
+        loss(y, np.full_like(params, np.inf))
+
+
+@pytest.mark.backend_neutral
+@tensorflow_backend_only
+def test_non_finite_targets_stop_graph_training(rng):
+    x, y = hostile("constant_dimension", rng, n=64)
+    y[3, 0] = np.nan
+    model = model_for("diag", jit_compile=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="y_true contains NaN"):
+        model.fit(x, y, epochs=1, verbose=0)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("params_shape, targets_shape", [
+    ((6, 18), (6, 1, 2)),          # an extra axis would broadcast to a 6 x 6 loss
+    ((5, 5, 18), (5, 2)),          # a sequence head: (N, D) targets broadcast when N == T
+    ((4, 3, 18), (4, 2, 2)),       # the time axes disagree
+])
+def test_loss_refuses_targets_whose_leading_axes_are_not_the_params(params_shape, targets_shape):
+    loss = mdn_layers.MixtureNLL(2, 3)
+    with pytest.raises(ValueError, match="does not match the params shape"):
+        loss(np.zeros(targets_shape, "float32"), np.zeros(params_shape, "float32"))
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("flag", ["false", 0, 1, None])
+def test_boolean_flags_refuse_non_bools(flag):
+    with pytest.raises(ValueError, match="allow_missing"):
+        mdn_layers.MixtureNLL(2, 3, allow_missing=flag)
+    with pytest.raises(ValueError, match="allow_missing"):
+        mdn_layers.metrics.CRPS(2, 3, allow_missing=flag)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("thin", [1e-3, 1e-4])
+def test_missing_target_loss_on_thin_components_matches_float64(thin):
+    """allow_missing on fully and partly observed targets of a thin correlated component, in
+    float32, against the float64 marginal density from TFP."""
+    size = 3
+    tril = np.array([[1.0, 0.0, 0.0], [2.0, thin, 0.0], [-1.0, 0.3, 0.5]])
+    covariance = tril @ tril.T
+    fill = layout.tril_fill_indices(size)  # the documented fill_triangular order
+    entries = np.zeros(size * (size + 1) // 2)
+    for i, j in zip(*np.tril_indices(size)):
+        value = tril[i, j]
+        if i == j:  # the inverse of softplus(x) + 1e-5
+            value = np.log(np.expm1(value - 1e-5))
+        entries[fill[i, j]] = value
+    params = np.concatenate([[0.0], np.zeros(size), entries])[None]
+    # a typical draw (z ~ 1 in every direction), rounded to float32 for both computations
+    y = (tril @ np.array([0.3, -0.5, 0.8]))[None].astype(np.float32).astype(np.float64)
+    rows = [y[0], [y[0, 0], np.nan, y[0, 2]], [np.nan, y[0, 1], y[0, 2]]]
+    loss = mdn_layers.MixtureNLL(size, 1, allow_missing=True)
+    for row in rows:
+        row = np.asarray(row)
+        kept = np.flatnonzero(~np.isnan(row))
+        marginal = tfd.MultivariateNormalTriL(
+            np.zeros(len(kept)), np.linalg.cholesky(covariance[np.ix_(kept, kept)]))
+        reference = -marginal.log_prob(row[kept]).numpy()
+        ours = keras.ops.convert_to_numpy(loss.call(row[None].astype("float32"),
+                                                    params.astype("float32")))
+        np.testing.assert_allclose(ours[0], reference, rtol=0, atol=2e-3)
