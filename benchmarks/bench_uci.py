@@ -219,10 +219,15 @@ def main():
                         default=os.path.join(BENCHMARKS_DIR, "results", "uci.md"))
     args = parser.parse_args()
     os.makedirs(args.results, exist_ok=True)
+    tables = {name: uci.load(name) for name in args.tables}
+    # Round robin over the splits (split 0 of every table first), so a run stopped early
+    # has the same number of splits of every table.
+    rounds = max(len(table.train) for table in tables.values())
     results = []
-    for name in args.tables:
-        table = uci.load(name)
-        for split in (args.splits if args.splits is not None else range(len(table.train))):
+    for split in (args.splits if args.splits is not None else range(rounds)):
+        for name, table in tables.items():
+            if split >= len(table.train):
+                continue
             path = os.path.join(args.results, f"{name}_{split:02d}.json")
             if os.path.exists(path):
                 with open(path) as file:
