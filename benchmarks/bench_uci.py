@@ -158,7 +158,7 @@ def run_split(table, split, args):
         methods["NGBoost"] = {"nll": ngboost_nll(table, train, test),
                               "seconds": time.perf_counter() - start}
         start = time.perf_counter()
-        methods[f"keras-mdn-layer K={first.num_components}"] = {
+        methods["keras-mdn-layer (same trunk and K)"] = {
             "nll": keras_mdn_layer_nll(table, train, test, first, first.epochs),
             "seconds": time.perf_counter() - start}
     return {"table": table.name, "split": split, "methods": methods, "choices": choices}

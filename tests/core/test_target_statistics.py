@@ -1,5 +1,8 @@
-
+"""What adapt learns from the targets: NaN-aware statistics, a data-aware start, the grid a
+target's values sit on."""
 import numpy as np
+import pytest
+from scipy import stats
 
 from mdn_layers.core import target_statistics
 
@@ -26,3 +29,38 @@ def test_start_centres_sit_on_the_clusters_of_the_standardised_targets(rng):
     one_dim = target_statistics.target_statistics(np.arange(100.0), 1, 4, "full")
     np.testing.assert_allclose(one_dim.centres[:, 0] * one_dim.scale + one_dim.loc,
                                np.quantile(np.arange(100.0), [0.125, 0.375, 0.625, 0.875]))
+
+
+@pytest.mark.parametrize("values, step", [
+    (np.arange(3, 9), 1.0),                     # integer scores (wine's quality)
+    (np.arange(0, 20) * 0.5, 0.5),              # half-integers
+    (np.arange(950, 1001) * 1e-3, 1e-3),        # three decimals on a narrow range (naval)
+    (np.arange(0, 30), 1.0),                    # counts
+])
+def test_grid_steps_find_the_grid_of_repeated_values(values, step):
+    rng = np.random.default_rng(0)
+    y = rng.choice(values, size=(2000, 1))
+    found = target_statistics.grid_steps(y)
+    np.testing.assert_allclose(found, [step], rtol=1e-6)
+    # NaN marks a missing value, not a grid point; several dims are judged one by one.
+    two = np.concatenate([y, rng.normal(size=(2000, 1))], axis=1)
+    two[::7, 0] = np.nan
+    np.testing.assert_allclose(target_statistics.grid_steps(two), [step, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: rng.normal(size=2000),                                    # continuous
+    lambda rng: np.round(rng.lognormal(12, 0.4, size=2930)),              # prices in dollars
+    lambda rng: np.round(rng.normal(20, 5, size=400), 2),                 # 2 decimals, few ties
+    lambda rng: rng.permutation(np.arange(500.0)),                        # a grid without ties
+])
+def test_grid_steps_raise_no_false_alarm(make):
+    y = make(np.random.default_rng(1))[:, None]
+    assert target_statistics.grid_steps(y).tolist() == [0.0]
+
+
+def test_grid_floor_caps_the_density_at_a_grid_value_at_one_over_the_step():
+    step = np.array([0.5, 2.0])
+    floor = target_statistics.grid_floor(step)
+    # The density of N(0, floor^2) at its mode is 1 / step.
+    np.testing.assert_allclose(stats.norm(0, floor).pdf(0), 1 / step, rtol=1e-12)

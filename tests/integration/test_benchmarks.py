@@ -75,20 +75,62 @@ def test_run_all_quick_writes_the_report(tmp_path):
 
 @pytest.mark.slow
 def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
-    """Two splits of Boston, three epochs, an ensemble of two: the pipeline, not the numbers
-    (the 20-split run is in benchmarks/README.md). Peers need the bench extras."""
+    """Two small standard tables, two splits, three epochs, an ensemble of two: the pipeline,
+    not the numbers (the full run is in benchmarks/README.md). Peers need the bench extras."""
     import json
     out = tmp_path / "uci.json"
     peers = [] if _has("ngboost") and _has("keras_mdn_layer") else ["--no-peers"]
-    subprocess.run([sys.executable, os.path.join(BENCHMARKS, "bench_uci.py"), "--tables",
-                    "boston", "--splits", "2", "--max-epochs", "3", "--members", "2",
-                    "--json", str(out)] + peers, check=True, timeout=600,
-                   env={**os.environ, "KERAS_BACKEND": "jax"})
+    command = [sys.executable, os.path.join(BENCHMARKS, "bench_uci.py"), "--tables", "yacht",
+               "wine", "--splits", "0", "1", "--max-epochs", "3", "--members", "2",
+               "--results", str(tmp_path / "splits"), "--json", str(out), "--markdown",
+               str(tmp_path / "uci.md")] + peers
+    subprocess.run(command, check=True, timeout=900, env={**os.environ, "KERAS_BACKEND": "jax"})
     rows = json.loads(out.read_text())["rows"]
-    methods = {row["method"] for row in rows}
-    assert {"mdn_layers K=1", "mdn_layers K=5", "mdn_layers ensemble of 2",
-            "chosen input noise"} <= methods
+    methods = {(row["table"], row["method"]) for row in rows}
+    for table in ("yacht", "wine"):
+        assert {(table, "mdn_layers single"), (table, "mdn_layers ensemble of 2")} <= methods
+    assert ("wine", "mdn_layers single (dequantized, cell NLL)") in methods
     assert all(row["splits"] == 2 and np.isfinite(row["mean"]) for row in rows)
+    assert all(0 <= row["coverage"] <= 1 for row in rows if row["coverage"] is not None)
+    assert len(list((tmp_path / "splits").glob("*.json"))) == 4
+    # A rerun resumes: every split is on disk, so nothing trains again.
+    started = __import__("time").perf_counter()
+    subprocess.run(command, check=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert __import__("time").perf_counter() - started < 60
+    assert "| wine | mdn_layers single |" in (tmp_path / "uci.md").read_text()
+
+
+@pytest.mark.parametrize("name, rows, inputs, splits, train, test", [
+    ("boston", 506, 13, 20, 455, 51), ("concrete", 1030, 8, 20, 927, 103),
+    ("energy", 768, 8, 20, 691, 77), ("kin8nm", 8192, 8, 20, 7373, 819),
+    ("naval", 11934, 16, 20, 10741, 1193), ("power", 9568, 4, 20, 8611, 957),
+    ("protein", 45730, 9, 5, 41157, 4573), ("wine", 1599, 11, 20, 1439, 160),
+    ("yacht", 308, 6, 20, 277, 31)])
+def test_standard_split_files_are_read_exactly(name, rows, inputs, splits, train, test):
+    import uci
+    table = uci.load(name)
+    assert table.x.shape == (rows, inputs) and table.y.shape == (rows, 1)
+    assert table.train.shape == (splits, train) and table.test.shape == (splits, test)
+    assert table.n_hidden == (100 if name == "protein" else 50)
+    assert len(table.data_sha256) == 64
+    for split in range(splits):
+        tr, te = table.train[split], table.test[split]
+        assert len(np.unique(tr)) == train and len(np.unique(te)) == test   # no repeats
+        assert not np.intersect1d(tr, te).size                             # disjoint
+        assert tr.min() >= 0 and max(tr.max(), te.max()) < rows
+    # The splits differ from one another, and the targets are the tables' own.
+    assert not np.array_equal(table.test[0], table.test[1])
+    assert np.all(np.isfinite(table.x)) and np.all(np.isfinite(table.y))
+
+
+def test_standard_tables_hold_their_known_targets():
+    import uci
+    wine = uci.load("wine").y[:, 0]
+    assert set(np.unique(wine)) == {3.0, 4.0, 5.0, 6.0, 7.0, 8.0}       # quality scores
+    boston = uci.load("boston").y[:, 0]
+    assert boston.max() == 50.0 and np.isclose(boston.mean(), 22.5328, atol=1e-4)
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        uci.load("iris")
 
 
 def _has(module):

@@ -139,3 +139,86 @@ def test_tf_keras_head_adapts_the_same_way(rng):
         mixture.log_prob(y[:9]),
         mdn_layers.mixture_from_params(keras.ops.convert_to_numpy(twin(features)), 2, 3)
         .log_prob(y[:9]), rtol=1e-5)
+
+
+def _grid_data(rng, n=600):
+    """Inputs and integer scores 3..8 that the inputs nearly determine (a collapse magnet)."""
+    x = rng.normal(size=(n, 2)).astype("float32")
+    y = np.clip(np.round(5.5 + 1.5 * x[:, :1]), 3, 8).astype("float32")
+    return x, y
+
+
+def _component_stddevs(model, x):
+    mixture = mdn_layers.predict_mixture(model, x)
+    return mixture.components_distribution.stddev().numpy()
+
+
+def _trained(head, x, y, epochs):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(32, activation="relu"),
+                              head])
+    model.compile(keras.optimizers.Adam(0.02), loss=mdn_layers.MixtureNLL.for_layer(head))
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.mark.backend_neutral
+def test_adapt_warns_on_a_grid_target_and_the_grid_floor_holds_in_training(rng):
+    x, y = _grid_data(rng)
+    with pytest.warns(mdn_layers.GridTargetWarning, match=r"grid \(steps \[1\.0\]\).*"
+                      r"scale_floor='grid'"):
+        collapsing = mdn_layers.MixtureDensity(1, 5).adapt(y)
+    floored = mdn_layers.MixtureDensity(1, 5, scale_floor="grid").adapt(y)
+    floor = 1.0 / np.sqrt(2 * np.pi)
+    np.testing.assert_allclose(floored.target_floor, [floor])
+    free = _trained(collapsing, x, y, 60)
+    held = _trained(floored, x, y, 60)
+    # Unfloored, components shrink onto the integers; floored, none goes below the floor
+    # (diag_shift adds its 1e-5 above it) and no density at a grid value exceeds 1 / step.
+    assert _component_stddevs(free, x).min() < 0.5 * floor
+    assert _component_stddevs(held, x).min() >= floor
+    density = np.exp(mdn_layers.predict_mixture(held, x).log_prob(y).numpy())
+    assert density.max() <= 1.0 + 1e-5
+
+
+def test_a_numeric_scale_floor_holds_where_the_raw_scale_is_far_below_zero():
+    # Raw scale entries of -80 would be standard deviations of e^-80 without the floor.
+    head = mdn_layers.MixtureDensity(2, 2, covariance="diag", scale_floor=[0.5, 2.0])
+    model = keras.Sequential([keras.Input((3,)), head])
+    head.kernel.assign(np.zeros(head.kernel.shape, "float32"))
+    head.bias.assign(np.where(np.arange(head.num_params) >= 2, -80.0, 0.0).astype("float32"))
+    stddevs = _component_stddevs(model, np.ones((4, 3), "float32"))
+    np.testing.assert_allclose(stddevs, np.broadcast_to([0.5, 2.0], stddevs.shape), rtol=1e-4)
+
+
+def test_the_floor_is_in_target_units_after_adapt_and_saved_with_the_model(tmp_path, rng):
+    x, y = _grid_data(rng, 200)
+    y = np.concatenate([y * 1000.0, rng.normal(size=(200, 1)).astype("float32")], axis=1)
+    head = mdn_layers.MixtureDensity(2, 3, scale_floor="grid").adapt(y)
+    np.testing.assert_allclose(head.target_floor, [1000.0 / np.sqrt(2 * np.pi), 0.0])
+    model = _trained(head, x, y, 3)
+    path = str(tmp_path / "floored.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.layers[-1].scale_floor == "grid"
+    np.testing.assert_allclose(loaded.layers[-1].target_floor, head.target_floor)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-3)
+    # Spherical heads share one standard deviation: the largest floor.
+    spherical = mdn_layers.MixtureDensity(2, 3, "spherical", scale_floor=[0.1, 0.3])
+    assert spherical.target_floor == (0.3, 0.3)
+
+
+@pytest.mark.parametrize("bad", ["auto", -1.0, [1.0, 2.0, 3.0], [np.nan, 1.0], {"a": 1}])
+def test_a_bad_scale_floor_is_named(bad):
+    with pytest.raises(ValueError, match="`scale_floor`"):
+        mdn_layers.MixtureDensity(2, 3, scale_floor=bad)
+
+
+def test_tf_keras_head_takes_the_same_floor(rng):
+    from mdn_layers import tfp_layers
+    x, y = _grid_data(rng, 200)
+    head = tfp_layers.MixtureDensity(1, 3, scale_floor="grid").adapt(y)
+    np.testing.assert_allclose(head.target_floor, [1.0 / np.sqrt(2 * np.pi)])
+    assert head.get_config()["scale_floor"] == "grid"
+    assert head.get_config()["target_floor"] == list(head.target_floor)

@@ -4,19 +4,78 @@ one-standard-error choice."""
 import numpy as np
 import pytest
 
-from mdn_layers.training import tabular
+from mdn_layers.training import schedule
+
+pytestmark = pytest.mark.backend_neutral
 
 
-@pytest.mark.backend_neutral
 def test_one_standard_error_rule_picks_the_largest_level_within_one_error():
     rng = np.random.default_rng(0)
     base = rng.normal(size=400)
     base = (base - base.mean()) / base.std()       # mean 0, standard error exactly 0.05
     held_out = {0.05: 1.00 + base, 0.1: 1.03 + base, 0.2: 1.04 + base, 0.3: 1.20 + base}
-    assert tabular.one_standard_error_choice(held_out) == 0.2
+    assert schedule.one_standard_error_choice(held_out) == 0.2
     # A level better by more than one error wins, however small the others' noise.
     held_out = {0.05: 0.50 + base, 0.1: 1.00 + base, 0.2: 1.01 + base}
-    assert tabular.one_standard_error_choice(held_out) == 0.05
+    assert schedule.one_standard_error_choice(held_out) == 0.05
     # The error is the best level's: a noisier best level admits more.
     held_out = {0.0: 1.0 + 10 * base, 0.5: 1.3 + base}
-    assert tabular.one_standard_error_choice(held_out) == 0.5
+    assert schedule.one_standard_error_choice(held_out) == 0.5
+
+
+def test_the_choice_of_components_prefers_the_fewest_within_one_error():
+    base = np.random.default_rng(3).normal(size=400)
+    base = (base - base.mean()) / base.std()       # standard error exactly 0.05
+    assert schedule.one_standard_error_choice({1: 1.04 + base, 5: 1.0 + base}, min) == 1
+    assert schedule.one_standard_error_choice({1: 1.10 + base, 5: 1.0 + base}, min) == 5
+
+
+@pytest.mark.parametrize("rows, batch, epochs, patience, units", [
+    (280, 32, 600, 40, 50),          # yacht: ~9 steps an epoch, the epoch cap
+    (410, 32, 600, 40, 50),          # boston
+    (1295, 32, 195, 15, 50),         # wine: 41 steps an epoch, 8000 steps in all
+    (6636, 256, 308, 23, 50),        # kin8nm
+    (37041, 1024, 216, 16, 100),     # protein: the wide trunk from 20,000 rows
+    (10, 32, 600, 40, 50),           # fewer rows than a batch
+    (10_000_000, 1024, 50, 10, 100),  # the floors of epochs and patience
+])
+def test_size_rules(rows, batch, epochs, patience, units):
+    rules = schedule.training_schedule(rows)
+    assert (rules.batch_size, rules.max_epochs, rules.patience, rules.units) == (
+        batch, epochs, patience, units)
+    steps = -(-rows // batch)
+    # About 8000 steps and patience of about 600 steps, inside their clips.
+    assert rules.max_epochs == min(600, max(50, round(8000 / steps)))
+    assert rules.warmup_epochs == rules.patience
+
+
+def test_noise_levels_shrink_as_one_over_root_rows_beyond_a_thousand():
+    assert schedule.training_schedule(500).noise_levels == (0.05, 0.1, 0.2)
+    assert schedule.training_schedule(1000).noise_levels == (0.05, 0.1, 0.2)
+    np.testing.assert_allclose(schedule.training_schedule(4000).noise_levels,
+                               (0.025, 0.05, 0.1))
+    np.testing.assert_allclose(schedule.training_schedule(100_000).noise_levels,
+                               (0.005, 0.01, 0.02))
+
+
+@pytest.mark.parametrize("rows", [0, -5, 2.5, "many"])
+def test_size_rules_name_a_bad_row_count(rows):
+    with pytest.raises((ValueError, TypeError), match="num_rows"):
+        schedule.training_schedule(rows)
+
+
+def test_held_out_rows_keep_duplicated_rows_on_one_side():
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(120, 3)), 5, axis=0)        # 120 rows, each 5 times
+    y = np.repeat(rng.normal(size=(120, 1)), 5, axis=0)
+    valid, train = schedule.held_out_rows(x, y, 0.1, seed=4)
+    assert len(np.intersect1d(valid, train)) == 0 and len(valid) + len(train) == 600
+    held = {tuple(row) for row in np.concatenate([x, y], 1)[valid]}
+    trained = {tuple(row) for row in np.concatenate([x, y], 1)[train]}
+    assert not held & trained                        # no row scores itself
+    assert len(valid) == 60                          # 12 whole groups of 5
+    # Distinct rows: exactly the fraction, a different draw for another seed.
+    x, y = rng.normal(size=(200, 2)), rng.normal(size=(200, 1))
+    first, _ = schedule.held_out_rows(x, y, 0.1, seed=0)
+    second, _ = schedule.held_out_rows(x, y, 0.1, seed=1)
+    assert len(first) == 20 and not np.array_equal(first, second)

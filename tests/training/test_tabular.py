@@ -1,3 +1,6 @@
+"""fit_tabular and fit_tabular_ensemble: the tables recipe (raw inputs and targets, choices on
+held-out rows, grid targets, refit) and its argument checks."""
+import random
 
 import numpy as np
 import pytest
@@ -38,6 +41,10 @@ def test_fit_tabular_rejects_destructive_noise_and_predicts_in_raw_units():
     ({"patience": 0}, "patience"),
     ({"learning_rate": 0.0}, "learning_rate"),
     ({"learning_rate": "fast"}, "learning_rate"),
+    ({"grid_targets": "round"}, "grid_targets"),
+    ({"num_components": []}, "num_components"),
+    ({"num_components": [2, 0]}, "num_components"),
+    ({"refit": "yes"}, "refit"),
 ])
 def test_fit_tabular_names_the_bad_argument(arguments, message):
     x = np.zeros((40, 2), "float32")
@@ -60,7 +67,7 @@ def test_fit_tabular_ensemble_members_share_the_chosen_noise_and_form_one_mixtur
     y = (50.0 + 10.0 * x[:, :1] + rng.normal(size=(200, 1))).astype("float32")
     fits = mdn_layers.fit_tabular_ensemble(x, y, members=3, num_components=2,
                                            noise_levels=[0.0, 1.0], max_epochs=40,
-                                           patience=6, seed=5)
+                                           patience=6, seed=5, refit=False)
     assert len(fits) == 3
     first, *others = fits
     assert set(first.validation_nll) == {0.0, 1.0} and first.input_noise == 0.0
@@ -98,3 +105,59 @@ def test_fit_tabular_refuses_non_finite_rows_before_training(name, bad):
     (x if name == "x" else y)[[3, 7], 0] = bad
     with pytest.raises(ValueError, match=rf"`{name}` has 2 NaN or infinite entries \(in 2 rows\)"):
         mdn_layers.fit_tabular(x, y, max_epochs=1)
+
+
+@pytest.mark.backend_neutral
+def test_raw_inputs_give_the_model_of_standardised_inputs():
+    rng = np.random.default_rng(3)
+    raw = rng.normal([500.0, -0.02, 7e4], [80.0, 0.001, 1e4], size=(160, 3))
+    y = 100 + 0.05 * raw[:, :1] + rng.normal(size=(160, 1))
+    standardised = (raw - raw.mean(0)) / raw.std(0)
+    fits = [mdn_layers.fit_tabular(x, y, num_components=2, noise_levels=[0.1], max_epochs=4,
+                                   seed=2) for x in (raw, standardised)]
+    mixtures = [mdn_layers.predict_mixture(fit.model, x)
+                for fit, x in zip(fits, (raw, standardised))]
+    np.testing.assert_allclose(mixtures[0].log_prob(y).numpy(), mixtures[1].log_prob(y).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    assert fits[0].epochs == fits[1].epochs
+
+
+@pytest.mark.backend_neutral
+def test_grid_targets_are_floored_or_dequantised_and_the_callers_generators_untouched():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 2))
+    y = np.clip(np.round(5.5 + 1.5 * x[:, :1]), 3, 8)        # integer scores 3..8
+    random.seed(11)
+    np.random.seed(11)
+    before = (random.random(), np.random.random())
+    random.seed(11)
+    np.random.seed(11)
+    floored = mdn_layers.fit_tabular(x, y, num_components=3, noise_levels=[0.05],
+                                     max_epochs=30, seed=0)
+    assert (random.random(), np.random.random()) == before
+    assert floored.grid_step.tolist() == [1.0]
+    stddevs = mdn_layers.predict_mixture(floored.model, x).components_distribution.stddev()
+    assert stddevs.numpy().min() >= 1.0 / np.sqrt(2 * np.pi)
+    dequantised = mdn_layers.fit_tabular(x, y, num_components=3, noise_levels=[0.05],
+                                         max_epochs=3, grid_targets="dequantize", seed=0)
+    assert dequantised.grid_step.tolist() == [1.0]
+    assert dequantised.model.layers[-1].target_floor is None
+
+
+@pytest.mark.backend_neutral
+def test_an_ensemble_reuses_member_zero_and_refits_members_on_every_row():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(120, 2))
+    y = 3 * x[:, :1] + rng.normal(size=(120, 1))
+    first = mdn_layers.fit_tabular(x, y, num_components=[1, 2], noise_levels=[0.1],
+                                   max_epochs=4, seed=7)
+    assert first.num_components in (1, 2) and set(first.components_nll) == {1, 2}
+    assert len(first.learning_rates) == first.epochs
+    fits = mdn_layers.fit_tabular_ensemble(x, y, members=3, seed=7, first=first,
+                                           num_components=[1, 2], noise_levels=[0.1],
+                                           max_epochs=4)
+    assert fits[0] is first
+    assert all(fit.num_components == first.num_components and fit.validation_nll == {}
+               for fit in fits[1:])
+    with pytest.raises(TypeError, match="`first`"):
+        mdn_layers.fit_tabular_ensemble(x, y, members=2, first=first.model)
