@@ -164,8 +164,16 @@ def run_split(table, split, args):
     return {"table": table.name, "split": split, "methods": methods, "choices": choices}
 
 
+def _canonical(method):
+    """Method names as this version writes them (earlier runs named keras-mdn-layer by K)."""
+    return ("keras-mdn-layer (same trunk and K)" if method.startswith("keras-mdn-layer")
+            else method)
+
+
 def summarise(results):
     """Rows ``{table, method, mean, stderr, coverage, s_per_split, splits}``."""
+    results = [{**r, "methods": {_canonical(m): v for m, v in r["methods"].items()}}
+               for r in results]
     rows = []
     for name in uci.TABLES:
         done = [r for r in results if r["table"] == name]

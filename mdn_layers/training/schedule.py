@@ -15,6 +15,9 @@ from mdn_layers.core import validation
 BASE_NOISE_LEVELS = (0.05, 0.1, 0.2)
 NOISE_SHRINK_ROWS = 1000
 DEFAULT_NUM_COMPONENTS = (1, 5)
+# While the chosen noise level sits on an edge of the levels tried, one more level beyond it
+# (a quarter of the smallest, or twice the largest), at most this many times.
+EDGE_STEPS = 2
 # About this many gradient steps at most, and this many without progress before stopping.
 STEP_BUDGET, PATIENCE_STEPS = 8000, 600
 WIDE_TRUNK_ROWS = 20_000
@@ -92,3 +95,28 @@ def one_standard_error_choice(held_out_nll, simplest=max):
     rows = np.asarray(held_out_nll[best], dtype="float64")
     standard_error = float(np.std(rows) / np.sqrt(rows.size))
     return simplest(level for level in means if means[level] <= means[best] + standard_error)
+
+
+def level_beyond_the_edge(mean_nll, chosen):
+    """The next noise level to try, or None: ``mean_nll`` ``{level: mean held-out NLL}`` and
+    the ``chosen`` level.
+
+    When the best level is the smallest tried (and above 0.001), a quarter of it (0 below
+    that); when the chosen level is the largest tried (and below 1), twice it (at most 1).
+    A grid of levels cannot tell how far beyond its edge the best level lies: a table whose
+    target the inputs nearly determine wants almost no noise, a small noisy one more.
+
+    >>> level_beyond_the_edge({0.05: 1.0, 0.1: 1.2, 0.2: 1.3}, chosen=0.05)
+    0.0125
+    >>> level_beyond_the_edge({0.05: 1.3, 0.1: 1.2, 0.2: 1.0}, chosen=0.2)
+    0.4
+    >>> level_beyond_the_edge({0.05: 1.3, 0.1: 1.0, 0.2: 1.2}, chosen=0.1) is None
+    True
+    """
+    levels = sorted(mean_nll)
+    best = min(mean_nll, key=mean_nll.get)
+    if best == levels[0] and chosen == levels[0] and levels[0] > 0:
+        return levels[0] / 4 if levels[0] / 4 >= 1e-3 else 0.0
+    if chosen == levels[-1] and levels[-1] < 1:
+        return min(1.0, 2 * levels[-1])
+    return None

@@ -26,8 +26,10 @@ from mdn_layers.training.layer import MixtureDensity
 from mdn_layers.training.losses import MixtureNLL
 from mdn_layers.training.schedule import (
     DEFAULT_NUM_COMPONENTS,
+    EDGE_STEPS,
     TrainingSchedule,
     held_out_rows,
+    level_beyond_the_edge,
     one_standard_error_choice,
     training_schedule,
 )
@@ -212,7 +214,9 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
         is kept. Default ``(1, 5)``.
       covariance: the head's.
       noise_levels: input-noise standard deviations to try (one level: no choice is made);
-        None: the schedule's.
+        None: the schedule's, extended beyond an edge of the grid while the choice sits on
+        it (:func:`mdn_layers.training.schedule.level_beyond_the_edge`, at most
+        ``EDGE_STEPS`` more networks).
       validation_fraction: share of the rows held out (at random, ``seed``, whole groups of
         identical rows together) for early stopping and the choices.
       units, max_epochs, batch_size, patience: None (the schedule's) or positive ints.
@@ -259,6 +263,13 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
     largest = problem.components[-1]
     runs = {level: train(largest, level) for level in schedule.noise_levels}
     chosen_noise = one_standard_error_choice({level: run[1] for level, run in runs.items()})
+    for _ in range(EDGE_STEPS if noise_levels is None else 0):
+        beyond = level_beyond_the_edge(
+            {level: float(np.mean(run[1])) for level, run in runs.items()}, chosen_noise)
+        if beyond is None:
+            break
+        runs[beyond] = train(largest, beyond)
+        chosen_noise = one_standard_error_choice({level: run[1] for level, run in runs.items()})
     by_components = {largest: runs[chosen_noise]}
     for k in problem.components[:-1]:
         by_components[k] = train(k, chosen_noise)

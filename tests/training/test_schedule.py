@@ -79,3 +79,15 @@ def test_held_out_rows_keep_duplicated_rows_on_one_side():
     first, _ = schedule.held_out_rows(x, y, 0.1, seed=0)
     second, _ = schedule.held_out_rows(x, y, 0.1, seed=1)
     assert len(first) == 20 and not np.array_equal(first, second)
+
+
+def test_a_level_beyond_the_edge_only_while_the_choice_sits_on_it():
+    beyond = schedule.level_beyond_the_edge
+    assert beyond({0.01: -3.0, 0.02: -2.0, 0.04: -1.0}, 0.01) == 0.0025
+    assert beyond({0.002: -3.0, 0.004: -2.0}, 0.002) == 0.0        # below 0.001: none
+    assert beyond({0.0: -3.0, 0.002: -2.0}, 0.0) is None           # nothing below 0
+    assert beyond({0.1: 1.0, 0.2: 1.01}, 0.2) == 0.4               # chosen at the top
+    assert beyond({0.5: 1.0, 0.8: 1.01}, 0.8) == 1.0               # capped at 1
+    assert beyond({0.5: 1.0, 1.0: 1.01}, 1.0) is None
+    # Best at the bottom but a larger level chosen within one error: no step down.
+    assert beyond({0.05: 1.0, 0.1: 1.01, 0.2: 1.5}, 0.1) is None
