@@ -160,11 +160,10 @@ def mixture_parts(dist):
         logits = tf.broadcast_to(unwrap(dist.cat).logits_parameter(), tf.shape(loc)[:-1])
     else:
         loc, scale, diagonal, scalar = _normal_parts(dist)
-        single = not scalar  # a lone tfd.Normal is read as a one-component mixture
         loc = loc[..., tf.newaxis, :]
         scale = scale[..., tf.newaxis, :] if diagonal else scale[..., tf.newaxis, :, :]
         logits = tf.zeros(tf.shape(loc)[:-1], dtype=loc.dtype)
-        single = True
+        single = True  # one normal (multivariate, or a lone tfd.Normal): a one-component mixture
     if loc.shape[-1] is None:
         raise ValueError("The distribution's event size must be known statically; "
                          f"received event shape {dist.event_shape}.")
@@ -225,7 +224,7 @@ def build_distribution(parts):
 
 
 def _check_params_width(params, event_size, num_components, covariance):
-    expected = layout.params_size(event_size, num_components, covariance)
+    expected = layout.params_width(event_size, num_components, covariance)
     received = params.shape[-1] if params.shape.rank else None
     if received is None:
         raise ValueError(f"params must have a static last axis of size {expected}; "
@@ -239,17 +238,23 @@ def _check_params_width(params, event_size, num_components, covariance):
 
 def params_to_parts(params, event_size, num_components, covariance="full",
                     diag_shift=layout.DEFAULT_DIAG_SHIFT):
-    """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`."""
+    """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`
+    (the config checked here, once)."""
     event_size, num_components, covariance = validation.check_mixture_config(
         event_size, num_components, covariance)
     diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
+    return _split_params(params, event_size, num_components, covariance, diag_shift)
+
+
+def _split_params(params, event_size, num_components, covariance, diag_shift):
+    """:func:`params_to_parts` of a checked config."""
     rows = layout.chunk_rows(int(np.prod(np.shape(params)[1:])))
     if isinstance(params, np.ndarray) and params.ndim >= 2 and len(params) > rows:
         # Many rows of host params: split them chunk by chunk, so the split's
         # intermediates stay chunk-sized, then join the parts once.
         return _joined_parts(
-            [params_to_parts(params[start:start + rows], event_size, num_components,
-                             covariance, diag_shift)
+            [_split_params(params[start:start + rows], event_size, num_components,
+                           covariance, diag_shift)
              for start in range(0, len(params), rows)])
     params = tf_ops.to_tensor(params)
     if not params.dtype.is_floating:
@@ -275,8 +280,11 @@ def mixture_from_param_chunks(chunks, event_size, num_components, covariance="fu
     """:func:`mixture_from_params` of params arriving in row chunks (an iterable of
     ``[n_i, ..., P]`` arrays), each split as it arrives; the mixture's batch is their rows
     in order."""
+    event_size, num_components, covariance = validation.check_mixture_config(
+        event_size, num_components, covariance)
+    diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
     return build_distribution(_joined_parts(
-        [params_to_parts(params, event_size, num_components, covariance, diag_shift)
+        [_split_params(params, event_size, num_components, covariance, diag_shift)
          for params in chunks]))
 
 

@@ -47,13 +47,17 @@ def scale_params_size(event_size, covariance):
 
 
 def params_size(event_size: int, num_components: int, covariance: str = "full") -> int:
-    """Width ``P`` of the params vector, as a Python int.
+    """Width ``P`` of the params vector, as a Python int (arguments checked).
 
     >>> params_size(2, 3, "full")   # 3 logits + 3 * (2 means + 3 tril entries)
     18
     """
-    event_size, num_components, covariance = validation.check_mixture_config(
-        event_size, num_components, covariance)
+    return params_width(*validation.check_mixture_config(event_size, num_components,
+                                                         covariance))
+
+
+def params_width(event_size, num_components, covariance):
+    """:func:`params_size` of a config its caller has checked."""
     return num_components * (1 + event_size + scale_params_size(event_size, covariance))
 
 
@@ -96,7 +100,7 @@ def index_maps(event_size, num_components, covariance):
     else:
         diagonal = np.arange(event_size) if covariance == "diag" else np.zeros(event_size, int)
         dense = None
-    positive = np.zeros(params_size(event_size, num_components, covariance), bool)
+    positive = np.zeros(params_width(event_size, num_components, covariance), bool)
     positive[(starts[:, None] + event_size + diagonal[None, :]).ravel()] = True
     if covariance == "full":
         rows = np.zeros(num_scale, int)

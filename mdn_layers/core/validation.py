@@ -1,7 +1,9 @@
 """Argument checks shared by every public entry point (plain Python: no Keras, no TensorFlow).
 
-Each check fails early with a ``ValueError`` that names the argument, what was
-expected and what was received.
+Each check fails early with an :class:`ArgumentError` that names the argument, what
+was expected and what was received. Like scikit-learn's ``InvalidParameterError`` it is both
+a ``ValueError`` and a ``TypeError``, so a wrong type and a wrong value are caught the same
+way, whichever the caller expects.
 """
 
 import numbers
@@ -11,12 +13,16 @@ import numpy as np
 COVARIANCE_KINDS = ("full", "diag", "spherical")
 
 
+class ArgumentError(ValueError, TypeError):
+    """An argument of a public call has the wrong type or value (the message names it)."""
+
+
 def _check_int(value, name, minimum, kind):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be a {kind} int; received {value!r} "
-                         f"of type {type(value).__name__}.")
+        raise ArgumentError(f"`{name}` must be a {kind} int; received {value!r} "
+                            f"of type {type(value).__name__}.")
     if value < minimum:
-        raise ValueError(f"`{name}` must be a {kind} int (>= {minimum}); received {value!r}.")
+        raise ArgumentError(f"`{name}` must be a {kind} int (>= {minimum}); received {value!r}.")
     return int(value)
 
 
@@ -33,18 +39,18 @@ def check_nonnegative_int(value, name):
 def check_probability(value, name):
     """Returns ``value`` as a Python float, or raises if it is not a real number in (0, 1)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{name}` must be a float in (0, 1); received {value!r} "
-                         f"of type {type(value).__name__}.")
+        raise ArgumentError(f"`{name}` must be a float in (0, 1); received {value!r} "
+                            f"of type {type(value).__name__}.")
     if not 0 < value < 1:
-        raise ValueError(f"`{name}` must be in (0, 1); received {value!r}.")
+        raise ArgumentError(f"`{name}` must be in (0, 1); received {value!r}.")
     return float(value)
 
 
 def check_covariance(covariance):
     """Returns ``covariance`` if it is one of :data:`COVARIANCE_KINDS`."""
     if covariance not in COVARIANCE_KINDS:
-        raise ValueError(f"`covariance` must be one of {list(COVARIANCE_KINDS)}; "
-                         f"received {covariance!r}.")
+        raise ArgumentError(f"`covariance` must be one of {list(COVARIANCE_KINDS)}; "
+                            f"received {covariance!r}.")
     return covariance
 
 
@@ -58,14 +64,14 @@ def check_mixture_config(event_size, num_components, covariance):
 def check_nonnegative_float(value, name):
     """Returns ``value`` as a Python float, or raises if it is not a finite float >= 0."""
     if isinstance(value, (bool, np.bool_, str, bytes)):
-        raise ValueError(f"`{name}` must be a non-negative float; received {value!r} "
-                         f"of type {type(value).__name__}.")
+        raise ArgumentError(f"`{name}` must be a non-negative float; received {value!r} "
+                            f"of type {type(value).__name__}.")
     try:
         as_float = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a non-negative float; received {value!r}.") from None
+        raise ArgumentError(f"`{name}` must be a non-negative float; received {value!r}.") from None
     if not np.isfinite(as_float) or as_float < 0:
-        raise ValueError(f"`{name}` must be a finite float >= 0; received {value!r}.")
+        raise ArgumentError(f"`{name}` must be a finite float >= 0; received {value!r}.")
     return as_float
 
 
@@ -88,21 +94,21 @@ def check_dimension_indices(indices, event_size, name="indices", allow_empty=Tru
         indices = indices.numpy()
     array = np.asarray(indices)
     if array.ndim != 1:
-        raise ValueError(f"`{name}` must be an int or a 1-D sequence of ints; "
-                         f"received shape {array.shape}.")
+        raise ArgumentError(f"`{name}` must be an int or a 1-D sequence of ints; "
+                            f"received shape {array.shape}.")
     if array.size and not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
-        raise ValueError(f"`{name}` must hold integers; received {indices!r} "
-                        f"(dtype {array.dtype}).")
+        raise ArgumentError(f"`{name}` must hold integers; received {indices!r} "
+                            f"(dtype {array.dtype}).")
     if not array.size and not allow_empty:
-        raise ValueError(f"`{name}` must name at least one dimension; received {indices!r}.")
+        raise ArgumentError(f"`{name}` must name at least one dimension; received {indices!r}.")
     out_of_range = [int(i) for i in array if not -event_size <= i < event_size]
     if out_of_range:
-        raise ValueError(f"`{name}` {out_of_range} out of range for an event of size "
-                         f"{event_size} (valid: {-event_size} .. {event_size - 1}).")
+        raise ArgumentError(f"`{name}` {out_of_range} out of range for an event of size "
+                            f"{event_size} (valid: {-event_size} .. {event_size - 1}).")
     normalised = tuple(int(i) % event_size for i in array)
     if len(set(normalised)) != len(normalised):
-        raise ValueError(f"`{name}` must not repeat a dimension; received {indices!r} "
-                         f"(as non-negative indices: {list(normalised)}).")
+        raise ArgumentError(f"`{name}` must not repeat a dimension; received {indices!r} "
+                            f"(as non-negative indices: {list(normalised)}).")
     return normalised
 
 
@@ -122,16 +128,16 @@ def reject_foreign_tensors(layer, inputs, foreign_module, advice):
     """
     for tensor in _flatten(inputs):
         if type(tensor).__module__.startswith(foreign_module):
-            raise TypeError(f"{type(layer).__name__} was called on a {foreign_module} tensor "
-                            f"({type(tensor).__name__}). {advice}")
+            raise ArgumentError(f"{type(layer).__name__} was called on a {foreign_module} tensor "
+                                f"({type(tensor).__name__}). {advice}")
 
 
 def check_initialisation(initial_scale, loc_spread, diag_shift):
     """Validates the starting standard deviation and mean spread of a mixture layer."""
     initial_scale = check_nonnegative_float(initial_scale, "initial_scale")
     if initial_scale <= diag_shift:
-        raise ValueError(f"`initial_scale` must exceed `diag_shift`={diag_shift}; "
-                         f"received {initial_scale!r}.")
+        raise ArgumentError(f"`initial_scale` must exceed `diag_shift`={diag_shift}; "
+                            f"received {initial_scale!r}.")
     return initial_scale, check_nonnegative_float(loc_spread, "loc_spread")
 
 
@@ -139,8 +145,8 @@ def check_bool(value, name):
     """Returns ``value`` as a Python bool, or raises if it is not a bool (``bool("false")`` is
     True, so strings and numbers are refused rather than converted)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False; received {value!r} "
-                         f"of type {type(value).__name__}.")
+        raise ArgumentError(f"`{name}` must be True or False; received {value!r} "
+                            f"of type {type(value).__name__}.")
     return bool(value)
 
 
@@ -149,11 +155,11 @@ def check_weights(weights, size, name):
     try:
         array = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be {size} positive floats; received {weights!r}.") \
+        raise ArgumentError(f"`{name}` must be {size} positive floats; received {weights!r}.") \
             from None
     if array.shape != (size,) or not np.all(np.isfinite(array) & (array > 0)):
-        raise ValueError(f"`{name}` must be {size} positive finite floats (one per member); "
-                         f"received {weights!r}.")
+        raise ArgumentError(f"`{name}` must be {size} positive finite floats (one per member); "
+                            f"received {weights!r}.")
     return array
 
 
@@ -166,24 +172,25 @@ def check_target_statistics(target_loc, target_scale, event_size, covariance):
     if target_loc is None and target_scale is None:
         return None, None
     if target_loc is None or target_scale is None:
-        raise ValueError("`target_loc` and `target_scale` go together: pass both or neither; "
-                         f"received target_loc={target_loc!r}, target_scale={target_scale!r}.")
+        raise ArgumentError("`target_loc` and `target_scale` go together: pass both or neither; "
+                            f"received target_loc={target_loc!r}, target_scale={target_scale!r}.")
     values = []
     for name, value in (("target_loc", target_loc), ("target_scale", target_scale)):
         try:
             array = np.asarray(value, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
-            raise ValueError(f"`{name}` must be {event_size} floats; received {value!r}.") \
+            raise ArgumentError(f"`{name}` must be {event_size} floats; received {value!r}.") \
                 from None
         if array.shape != (event_size,) or not np.all(np.isfinite(array)):
-            raise ValueError(f"`{name}` must be {event_size} finite floats (one per target "
-                             f"dim); received {value!r}.")
+            raise ArgumentError(f"`{name}` must be {event_size} finite floats (one per target "
+                                f"dim); received {value!r}.")
         values.append(array)
     if not np.all(values[1] > 0):
-        raise ValueError(f"`target_scale` must be positive; received {target_scale!r}.")
+        raise ArgumentError(f"`target_scale` must be positive; received {target_scale!r}.")
     if covariance == "spherical" and not np.all(values[1] == values[1][0]):
-        raise ValueError("`target_scale` must be one value repeated for covariance="
-                         f"'spherical' (one shared standard deviation); received {target_scale!r}.")
+        raise ArgumentError("`target_scale` must be one value repeated for covariance="
+                            "'spherical' (one shared standard deviation); received "
+                            f"{target_scale!r}.")
     return tuple(values[0].tolist()), tuple(values[1].tolist())
 
 
@@ -192,19 +199,19 @@ def check_scale_floor(scale_floor, event_size, name="scale_floor"):
     if scale_floor is None or (isinstance(scale_floor, str) and scale_floor == "grid"):
         return scale_floor
     if isinstance(scale_floor, str):
-        raise ValueError(f"`{name}` must be None, 'grid' or {event_size} non-negative floats "
-                         f"(target units); received {scale_floor!r}.")
+        raise ArgumentError(f"`{name}` must be None, 'grid' or {event_size} non-negative floats "
+                            f"(target units); received {scale_floor!r}.")
     try:
         array = np.asarray(scale_floor, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be None, 'grid' or {event_size} non-negative floats; "
-                         f"received {scale_floor!r}.") from None
+        raise ArgumentError(f"`{name}` must be None, 'grid' or {event_size} non-negative floats; "
+                            f"received {scale_floor!r}.") from None
     if array.size == 1:
         array = np.repeat(array, event_size)
     if array.shape != (event_size,) or not np.all(np.isfinite(array)) or np.any(array < 0):
-        raise ValueError(f"`{name}` must be None, 'grid' or {event_size} non-negative finite "
-                         f"floats (one per target dim, in target units); received "
-                         f"{scale_floor!r}.")
+        raise ArgumentError(f"`{name}` must be None, 'grid' or {event_size} non-negative finite "
+                            f"floats (one per target dim, in target units); received "
+                            f"{scale_floor!r}.")
     return tuple(array.tolist())
 
 
@@ -214,12 +221,36 @@ def check_affine(value, event_size, name, positive):
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a float or {event_size} floats; received "
-                         f"{value!r}.") from None
+        raise ArgumentError(f"`{name}` must be a float or {event_size} floats; received "
+                            f"{value!r}.") from None
     kind = "positive finite" if positive else "finite"
     if array.ndim > 1 or (array.ndim == 1 and array.shape[0] != event_size):
-        raise ValueError(f"`{name}` must be a float or {event_size} floats (one per dim); "
-                         f"received shape {array.shape}.")
+        raise ArgumentError(f"`{name}` must be a float or {event_size} floats (one per dim); "
+                            f"received shape {array.shape}.")
     if not np.all(np.isfinite(array) & ((array > 0) if positive else True)):
-        raise ValueError(f"`{name}` must hold {kind} floats; received {value!r}.")
+        raise ArgumentError(f"`{name}` must hold {kind} floats; received {value!r}.")
     return np.broadcast_to(array, (event_size,))
+
+
+def check_table(x, y, caller):
+    """``(x [N, F], y [N, D])`` as float64 arrays of finite numbers with the same rows
+    (``y`` ``[N]`` becomes ``[N, 1]``), or an error that names the array and counts the rows."""
+    try:
+        x = np.asarray(x, dtype="float64")
+        y = np.asarray(y, dtype="float64")
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{caller}: `x` and `y` must be arrays of numbers (encode "
+                            "categorical columns first).") from None
+    y = y[:, None] if y.ndim == 1 else y
+    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
+        raise ArgumentError(f"{caller} expects x [N, F] and y [N, D] with the same N; "
+                            f"received x {list(x.shape)} and y {list(y.shape)}.")
+    for name, array in (("x", x), ("y", y)):
+        non_finite = ~np.isfinite(array)
+        if non_finite.any():
+            raise ArgumentError(
+                f"{caller}: `{name}` has {int(non_finite.sum())} NaN or infinite entries (in "
+                f"{int(non_finite.any(axis=1).sum())} rows); drop or impute "
+                "them first" + (" (for missing targets train by hand with "
+                                "MixtureNLL(..., allow_missing=True))." if name == "y" else "."))
+    return x, y

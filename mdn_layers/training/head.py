@@ -21,8 +21,8 @@ class MixtureConfig:
         self.event_size, self.num_components, self.covariance = (
             validation.check_mixture_config(event_size, num_components, covariance))
         self.diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
-        self.num_params = layout.params_size(self.event_size, self.num_components,
-                                             self.covariance)
+        self.num_params = layout.params_width(self.event_size, self.num_components,
+                                              self.covariance)
 
     def mixture_config(self):
         """The config as a dict: the keyword arguments of :func:`mdn_layers.mixture_from_params`."""

@@ -104,29 +104,6 @@ def _check_noise_levels(noise_levels):
     return levels
 
 
-def _checked_arrays(x, y):
-    try:
-        x = np.asarray(x, dtype="float64")
-        y = np.asarray(y, dtype="float64")
-    except (TypeError, ValueError):
-        raise ValueError("fit_tabular: `x` and `y` must be arrays of numbers (for DataFrames "
-                         "with categorical columns use mdn_layers.MixtureDensityRegressor)."
-                         ) from None
-    y = y[:, None] if y.ndim == 1 else y
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"fit_tabular expects x [N, F] and y [N, D] with the same N; received "
-                         f"x {list(x.shape)} and y {list(y.shape)}.")
-    for name, array in (("x", x), ("y", y)):
-        non_finite = ~np.isfinite(array)
-        if non_finite.any():
-            raise ValueError(
-                f"fit_tabular: `{name}` has {int(non_finite.sum())} NaN or infinite entries (in "
-                f"{int(non_finite.any(axis=1).sum())} rows); drop or impute "
-                "them first" + (" (for missing targets train by hand with "
-                                "MixtureNLL(..., allow_missing=True))." if name == "y" else "."))
-    return x, y
-
-
 class _PreservedGlobalRandomState:
     """Seeds Keras for reproducible training and gives the caller's Python and numpy global
     generators back untouched afterwards."""
@@ -318,7 +295,7 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
         raise ValueError(f"fit_tabular: `grid_targets` must be one of {list(GRID_HANDLING)}; "
                          f"received {grid_targets!r}.")
     validation.check_bool(refit, "refit")
-    x, y = _checked_arrays(x, y)
+    x, y = validation.check_table(x, y, "fit_tabular")
     valid, train = held_out_rows(x, y, fraction, seed)
     schedule = training_schedule(len(train))._replace(**{
         name: value for name, value in (
@@ -380,11 +357,12 @@ def fit_tabular_ensemble(x, y, members=5, seed=0, first=None, **kwargs):
     >>> rng = np.random.default_rng(0)
     >>> x = rng.normal(size=(200, 3)).astype("float32")
     >>> y = (100 + 10 * x[:, :1] + rng.normal(size=(200, 1))).astype("float32")
-    >>> fits = fit_tabular_ensemble(x, y, members=2, num_components=2, max_epochs=3)
+    >>> fits = fit_tabular_ensemble(x, y, members=2, num_components=2,
+    ...                             noise_levels=[0.05, 0.2], max_epochs=3)
     >>> len(fits), fits[1].input_noise == fits[0].input_noise   # member 1 reuses the noise
     (2, True)
-    >>> len(fits[0].validation_nll), len(fits[1].validation_nll)  # networks trained
-    (3, 0)
+    >>> len(fits[0].validation_nll), len(fits[1].validation_nll)  # held-out scores
+    (2, 0)
     """
     members = validation.check_positive_int(members, "members")
     if first is None:
