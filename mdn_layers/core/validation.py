@@ -232,9 +232,11 @@ def check_affine(value, event_size, name, positive):
     return np.broadcast_to(array, (event_size,))
 
 
-def check_table(x, y, caller):
-    """``(x [N, F], y [N, D])`` as float64 arrays of finite numbers with the same rows
-    (``y`` ``[N]`` becomes ``[N, 1]``), or an error that names the array and counts the rows."""
+def check_table(x, y, caller, missing_inputs=False, missing_targets=False):
+    """``(x [N, F], y [N, D])`` as float64 arrays of numbers with the same rows (``y`` ``[N]``
+    becomes ``[N, 1]``), finite but for NaN where allowed (``missing_inputs``,
+    ``missing_targets``: NaN marks a missing value), or an error that names the array and
+    counts the rows."""
     try:
         x = np.asarray(x, dtype="float64")
         y = np.asarray(y, dtype="float64")
@@ -245,12 +247,34 @@ def check_table(x, y, caller):
     if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
         raise ArgumentError(f"{caller} expects x [N, F] and y [N, D] with the same N; "
                             f"received x {list(x.shape)} and y {list(y.shape)}.")
-    for name, array in (("x", x), ("y", y)):
-        non_finite = ~np.isfinite(array)
-        if non_finite.any():
+    for name, array, missing in (("x", x, missing_inputs), ("y", y, missing_targets)):
+        bad = np.isinf(array) if missing else ~np.isfinite(array)
+        if bad.any():
+            what = "infinite" if missing else "NaN or infinite"
             raise ArgumentError(
-                f"{caller}: `{name}` has {int(non_finite.sum())} NaN or infinite entries (in "
-                f"{int(non_finite.any(axis=1).sum())} rows); drop or impute "
-                "them first" + (" (for missing targets train by hand with "
-                                "MixtureNLL(..., allow_missing=True))." if name == "y" else "."))
+                f"{caller}: `{name}` has {int(bad.sum())} {what} entries (in "
+                f"{int(bad.any(axis=1).sum())} rows); drop or impute them first"
+                + (" (NaN marks a missing value)." if missing else "."))
+    if missing_targets:
+        empty = np.flatnonzero(np.all(np.isnan(y), axis=0))
+        if empty.size:
+            raise ArgumentError(f"{caller}: target dims {empty.tolist()} of `y` have no "
+                                "observed value.")
     return x, y
+
+
+def check_sample_weight(sample_weight, num_rows):
+    """``[num_rows]`` float64 row weights (ones for None): finite, non-negative, not all 0."""
+    if sample_weight is None:
+        return np.ones(num_rows)
+    try:
+        weight = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ArgumentError("`sample_weight` must be numbers; received "
+                            f"{type(sample_weight).__name__}.") from None
+    if weight.shape != (num_rows,):
+        raise ArgumentError(f"`sample_weight` must have shape [{num_rows}] (one weight per "
+                            f"row); received shape {list(weight.shape)}.")
+    if not np.all(np.isfinite(weight)) or np.any(weight < 0) or not np.any(weight > 0):
+        raise ArgumentError("`sample_weight` must be finite and non-negative, not all 0.")
+    return weight

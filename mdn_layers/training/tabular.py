@@ -130,28 +130,30 @@ class _LearningRates(keras.callbacks.Callback):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
 
 
-def _network(data, num_components, covariance, level, units, normalization, learning_rate,
-             scale_floor):
-    head = MixtureDensity(data[1].shape[1], num_components, covariance,
-                          scale_floor=scale_floor).adapt(data[1])
-    model = tabular_model(data[0].shape[1], head, level, units, normalization)
-    model.compile(keras.optimizers.Adam(learning_rate), loss=MixtureNLL.for_layer(head))
+def _network(problem, num_components, level, learning_rate):
+    """A compiled network of the recipe (its head adapted to every row's targets)."""
+    head = MixtureDensity(problem.y.shape[1], num_components, problem.covariance,
+                          scale_floor=problem.scale_floor).adapt(problem.y)
+    model = tabular_model(problem.x.shape[1], head, level, problem.schedule.units,
+                          problem.preprocessing)
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  loss=MixtureNLL.for_layer(head, allow_missing=problem.allow_missing))
     return model, head
 
 
-def _train_one(data, num_components, covariance, level, units, normalization, schedule,
-               learning_rate, scale_floor, seed, verbose):
-    """One network of the recipe: ``(model, per-row held-out NLL [M], best epoch, learning
-    rate of each epoch up to the best)``."""
-    x_train, y_train, x_valid, y_valid = data
+def _train_one(problem, num_components, level, seed):
+    """One network of the recipe, trained on the fitting rows: ``(model, per-row held-out
+    NLL [M] (weighted), best epoch, learning rate of each epoch up to the best)``."""
+    x_train, y_train, w_train, x_valid, y_valid, w_valid = problem.data
+    schedule = problem.schedule
     rates = _LearningRates()
     with _PreservedGlobalRandomState(seed):
-        model, head = _network(data, num_components, covariance, level, units, normalization,
-                               learning_rate, scale_floor)
+        model, head = _network(problem, num_components, level, problem.learning_rate)
         history = model.fit(
-            x_train, y_train, validation_data=(x_valid, y_valid),
-            epochs=schedule.max_epochs, batch_size=schedule.batch_size, verbose=verbose,
-            callbacks=[
+            x_train, y_train, sample_weight=w_train,
+            validation_data=(x_valid, y_valid, w_valid),
+            epochs=schedule.max_epochs, batch_size=schedule.batch_size,
+            verbose=problem.verbose, callbacks=[
                 rates,
                 keras.callbacks.ReduceLROnPlateau(
                     factor=0.5, patience=max(1, schedule.patience // 4), min_lr=1e-4),
@@ -159,9 +161,10 @@ def _train_one(data, num_components, covariance, level, units, normalization, sc
                     patience=schedule.patience, restore_best_weights=True,
                     start_from_epoch=min(schedule.warmup_epochs, schedule.max_epochs - 1))])
     # A direct call, not predict: no per-model function to trace for the held-out rows.
-    per_row = MixtureNLL.for_layer(head, reduction=None)(
+    per_row = MixtureNLL.for_layer(head, reduction=None, allow_missing=problem.allow_missing)(
         y_valid, model(x_valid, training=False))
     per_row = np.asarray(keras.ops.convert_to_numpy(per_row), dtype="float64")
+    per_row = per_row * w_valid / np.mean(w_valid)       # its mean is the weighted mean
     losses = history.history["val_loss"]
     start = min(schedule.warmup_epochs, len(losses) - 1)
     best_epoch = start + int(np.argmin(losses[start:])) + 1
@@ -171,7 +174,7 @@ def _train_one(data, num_components, covariance, level, units, normalization, sc
 def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
                 noise_levels=None, validation_fraction=0.1, units=None, max_epochs=None,
                 batch_size=None, learning_rate=0.01, patience=None, grid_targets="floor",
-                refit=True, seed=0, verbose=0):
+                refit=True, sample_weight=None, preprocessing=None, seed=0, verbose=0):
     """Fits the recipe's MDN to raw inputs and raw targets.
 
     Every choice comes from the rows given: the size rules of :func:`training_schedule`
@@ -181,11 +184,11 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
     Args:
       x: ``[N, F]`` inputs, raw or standardised (finite): a ``Normalization`` layer inside
         the model standardises them with their mean and variance, so the model takes raw
-        inputs.
-      y: ``[N, D]`` (or ``[N]``) targets in their own units, finite (NaN or inf in ``x`` or
-        ``y`` raises before anything trains); the head is ``adapt``-ed to the training part,
-        so losses and predicted mixtures are in those units. Cast to float32 after the
-        head's statistics are taken in float64.
+        inputs (with ``preprocessing``: whatever that layer takes, NaN included).
+      y: ``[N, D]`` (or ``[N]``) targets in their own units; NaN marks a missing target
+        (trained with the missing-target loss: each row scores its observed dims), inf
+        raises before anything trains. The head is ``adapt``-ed to them, so losses and
+        predicted mixtures are in those units.
       num_components: an int, or several: the largest trains with every noise level, the
         others at the chosen noise, and the smallest within one standard error of the best
         is kept. Default ``(1, 5)``.
@@ -210,6 +213,11 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
       refit: if True (default), the returned model is trained again on all the rows, with
         the chosen network's learning rate epoch by epoch up to its best epoch (the held-out
         rows only chose; no row is left out of the final fit).
+      sample_weight: ``[N]`` non-negative row weights (training and the held-out means), or
+        None.
+      preprocessing: a Keras layer from the raw inputs ``[N, F]`` to features, first in the
+        model, in place of the ``Normalization`` (it must handle what ``x`` holds, NaN
+        included); None for the default.
       seed: seeds the split and every network's initialisation; the caller's global Python
         and numpy generators are left as they were.
       verbose: ``fit``'s verbosity.
@@ -229,13 +237,11 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
     """
     problem = _prepare(x, y, num_components, covariance, noise_levels, validation_fraction,
                        units, max_epochs, batch_size, learning_rate, patience, grid_targets,
-                       refit, seed, verbose)
+                       refit, sample_weight, preprocessing, seed, verbose)
     schedule = problem.schedule
 
     def train(k, level):
-        return _train_one(problem.data, k, covariance, level, schedule.units,
-                          problem.normalization, schedule, problem.learning_rate,
-                          problem.scale_floor, seed, verbose)
+        return _train_one(problem, k, level, seed)
 
     largest = problem.components[-1]
     runs = {level: train(largest, level) for level in schedule.noise_levels}
@@ -265,21 +271,23 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
 class _Problem(NamedTuple):
     """A checked call of :func:`fit_tabular`: the arrays, the split and every setting."""
     x: np.ndarray          # [N, F] float32, every row
-    y: np.ndarray          # [N, D] float32, every row (dequantised when asked)
-    data: tuple            # (x_train, y_train, x_valid, y_valid), float32
+    y: np.ndarray          # [N, D] float32, every row (dequantised when asked; NaN missing)
+    weight: np.ndarray     # [N] float32 row weights (ones when none were given)
+    data: tuple            # (x, y, weight) of the fitting rows, then of the held-out rows
     components: tuple
     covariance: str
     schedule: TrainingSchedule
-    normalization: object
+    preprocessing: object  # the first layer: the inputs' Normalization, or the caller's
     learning_rate: float
     scale_floor: object
+    allow_missing: bool
     grid_step: np.ndarray
     verbose: int
 
 
 def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction, units,
-             max_epochs, batch_size, learning_rate, patience, grid_targets, refit, seed,
-             verbose):
+             max_epochs, batch_size, learning_rate, patience, grid_targets, refit,
+             sample_weight, preprocessing, seed, verbose):
     components = tuple(sorted(set(_check_levels(num_components, "num_components",
                                                  validation.check_positive_int))))
     levels = None if noise_levels is None else _check_noise_levels(noise_levels)
@@ -295,7 +303,9 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
         raise ValueError(f"fit_tabular: `grid_targets` must be one of {list(GRID_HANDLING)}; "
                          f"received {grid_targets!r}.")
     validation.check_bool(refit, "refit")
-    x, y = validation.check_table(x, y, "fit_tabular")
+    x, y = validation.check_table(x, y, "fit_tabular", missing_inputs=preprocessing is not None,
+                                  missing_targets=True)
+    weight = validation.check_sample_weight(sample_weight, len(x))
     valid, train = held_out_rows(x, y, fraction, seed)
     schedule = training_schedule(len(train))._replace(**{
         name: value for name, value in (
@@ -307,20 +317,20 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
     grid_step = target_statistics.grid_steps(y[train])
     if grid_targets == "dequantize" and grid_step.any():
         y = y + np.random.default_rng(seed).uniform(-0.5, 0.5, size=y.shape) * grid_step
-    x32, y32 = x.astype("float32"), y.astype("float32")
-    return _Problem(x32, y32, (x32[train], y32[train], x32[valid], y32[valid]), components,
-                    covariance, schedule, input_normalization(x), learning_rate,
-                    "grid" if grid_targets == "floor" else None, grid_step, verbose)
+    x32, y32, w32 = x.astype("float32"), y.astype("float32"), weight.astype("float32")
+    data = (x32[train], y32[train], w32[train], x32[valid], y32[valid], w32[valid])
+    return _Problem(x32, y32, w32, data, components, covariance, schedule,
+                    input_normalization(x) if preprocessing is None else preprocessing,
+                    learning_rate, "grid" if grid_targets == "floor" else None,
+                    bool(np.isnan(y).any()), grid_step, verbose)
 
 
 def _refit(problem, num_components, level, rates, seed):
     """A network trained on every row of ``problem`` with a chosen run's learning rates,
     epoch by epoch (no rows held out, no early stopping)."""
     with _PreservedGlobalRandomState(seed):
-        model, _ = _network((problem.x, problem.y), num_components, problem.covariance, level,
-                            problem.schedule.units, problem.normalization, rates[0],
-                            problem.scale_floor)
-        model.fit(problem.x, problem.y, epochs=len(rates),
+        model, _ = _network(problem, num_components, level, rates[0])
+        model.fit(problem.x, problem.y, sample_weight=problem.weight, epochs=len(rates),
                   batch_size=problem.schedule.batch_size, verbose=problem.verbose,
                   callbacks=[keras.callbacks.LearningRateScheduler(
                       lambda epoch, _: rates[min(epoch, len(rates) - 1)])])

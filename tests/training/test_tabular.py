@@ -98,13 +98,36 @@ def test_fit_tabular_ensemble_checks_noise_levels_before_training():
 
 
 @pytest.mark.backend_neutral
-@pytest.mark.parametrize("name", ["x", "y"])
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_fit_tabular_refuses_non_finite_rows_before_training(name, bad):
+@pytest.mark.parametrize("name, bad, message", [
+    ("x", np.nan, r"`x` has 2 NaN or infinite entries \(in 2 rows\)"),
+    ("x", np.inf, r"`x` has 2 NaN or infinite entries \(in 2 rows\)"),
+    ("y", np.inf, r"`y` has 2 infinite entries \(in 2 rows\).*NaN marks a missing value"),
+])
+def test_fit_tabular_refuses_non_finite_rows_before_training(name, bad, message):
     x, y = np.zeros((40, 2), "float32"), np.zeros((40, 1), "float32")
     (x if name == "x" else y)[[3, 7], 0] = bad
-    with pytest.raises(ValueError, match=rf"`{name}` has 2 NaN or infinite entries \(in 2 rows\)"):
+    with pytest.raises(ValueError, match=message):
         mdn_layers.fit_tabular(x, y, max_epochs=1)
+    x = np.zeros((40, 2))
+    with pytest.raises(ValueError, match=r"target dims \[0\] of `y` have no observed value"):
+        mdn_layers.fit_tabular(x, np.full((40, 1), np.nan), max_epochs=1)
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \[40\]"):
+        mdn_layers.fit_tabular(x, np.zeros((40, 1)), sample_weight=np.ones(39), max_epochs=1)
+
+
+@pytest.mark.backend_neutral
+def test_missing_targets_and_sample_weights_train_with_the_missing_target_loss():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(200, 2))
+    y = np.stack([x[:, 0], 2 * x[:, 0] + 0.1 * rng.normal(size=200)], -1)
+    y[rng.random(y.shape) < 0.2] = np.nan                       # a fifth of the targets
+    weight = rng.uniform(0.5, 2.0, size=200)
+    fit = mdn_layers.fit_tabular(x, y, num_components=2, noise_levels=[0.05], max_epochs=20,
+                                 sample_weight=weight)
+    assert fit.model.loss.allow_missing
+    mixture = mdn_layers.predict_mixture(fit.model, x[:20])
+    assert np.all(np.isfinite(mixture.mean().numpy()))
+    assert np.isfinite(fit.validation_nll[0.05])
 
 
 @pytest.mark.backend_neutral
