@@ -32,6 +32,7 @@ if keras.backend.backend() == "tensorflow":  # TensorFlow is loaded already: gra
 
 # Public names of the analysis path (TensorFlow + TFP), loaded on first use.
 _LAZY_ATTRIBUTES = {
+    "MixtureDensityRegressor": "mdn_layers.estimator",
     "condition": "mdn_layers.analysis.conditioning",
     "marginalize": "mdn_layers.analysis.conditioning",
     "rescale": "mdn_layers.analysis.conditioning",

@@ -11,13 +11,24 @@ from mdn_layers.analysis import tf_ops
 from mdn_layers.analysis.mixtures import check_values, event_result, log_prob, mixture_parts
 from mdn_layers.analysis.sampling import sample
 from mdn_layers.analysis.summaries import cdf, marginal_parts, quantile
-from mdn_layers.core import marginals, validation
+from mdn_layers.core import densities, marginals, validation
 
 
-def nll(dist, values):
-    """``[*B']`` negative log-likelihood in nats."""
+def nll(dist, values, allow_missing=False):
+    """``[*B']`` negative log-likelihood in nats.
+
+    With ``allow_missing=True`` a NaN entry of ``values`` is a missing value: each row
+    scores the marginal of its observed dims (0 for a row with none), as
+    :class:`mdn_layers.MixtureNLL` does with ``allow_missing``.
+    """
     parts = mixture_parts(dist)
-    return -log_prob(parts, check_values(parts, values))
+    if not validation.check_bool(allow_missing, "allow_missing"):
+        return -log_prob(parts, check_values(parts, values))
+    values = tf.convert_to_tensor(np.asarray(values), parts.dtype)
+    if values.shape.rank == 0 or values.shape[-1] != parts.event_size:
+        return -log_prob(parts, check_values(parts, values))  # its checks name the problem
+    return -densities.observed_log_prob(tf_ops, parts.log_weights, parts.loc, parts.scale,
+                                        parts.diagonal, values)
 
 
 def crps(dist, values):

@@ -65,8 +65,8 @@ def training_schedule(num_rows):
 
 def held_out_rows(x, y, fraction, seed):
     """``(valid, train)`` sorted row indices of ``x`` ``[N, F]``, ``y`` ``[N, D]``: about
-    ``fraction`` of the rows held out at random (``seed``), whole groups of identical rows
-    on one side, so a duplicated row never scores itself."""
+    ``fraction`` of the rows (at least 2) held out at random (``seed``), whole groups of
+    identical rows on one side, so a duplicated row never scores itself."""
     _, group = np.unique(np.concatenate([x, y], axis=1), axis=0, return_inverse=True)
     group = group.reshape(-1)
     order = np.random.default_rng(seed).permutation(group.max() + 1)
@@ -74,12 +74,13 @@ def held_out_rows(x, y, fraction, seed):
     rank[order] = np.arange(order.size)
     ranks = rank[group]
     rows = np.argsort(ranks, kind="stable")   # grouped rows, groups in random order
-    held_out = int(round(fraction * len(x)))
-    if held_out >= 2:   # extend the held-out part to the end of the group it cuts
-        held_out = int(np.searchsorted(ranks[rows], ranks[rows[held_out - 1]], side="right"))
-    if held_out < 2 or held_out > len(x) - 2:
-        raise ValueError(f"fit_tabular: validation_fraction={fraction} of {len(x)} rows leaves "
-                         "too few rows to train on or to validate with.")
+    held_out = min(max(2, int(round(fraction * len(x)))), len(x))   # at least 2 rows
+    # Extend the held-out part to the end of the group it cuts.
+    held_out = int(np.searchsorted(ranks[rows], ranks[rows[held_out - 1]], side="right"))
+    if held_out > len(x) - 2:
+        raise validation.ArgumentError(
+            f"fit_tabular: validation_fraction={fraction} of {len(x)} rows leaves too few "
+            "rows to train on or to validate with (at least 2 each).")
     return np.sort(rows[:held_out]), np.sort(rows[held_out:])
 
 

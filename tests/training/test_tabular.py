@@ -34,7 +34,7 @@ def test_fit_tabular_rejects_destructive_noise_and_predicts_in_raw_units():
     ({"noise_levels": [1.5]}, "noise_levels"),
     ({"validation_fraction": 0.0}, "validation_fraction"),
     ({"validation_fraction": 1.2}, "validation_fraction"),
-    ({"validation_fraction": 0.001}, "too few rows"),
+    ({"validation_fraction": 0.99}, "too few rows"),
     ({"units": 0}, "units"),
     ({"max_epochs": 2.5}, "max_epochs"),
     ({"batch_size": -1}, "batch_size"),
