@@ -21,7 +21,8 @@ def load(name):
                                   "sampling_and_calibration",
                                   "tfp_distribution_output", "bishop_inverse", "robot_arm",
                                   "missing_targets", "sequence_generation",
-                                  "export_and_serve", "real_data", "multi_process"])
+                                  "export_and_serve", "real_data", "multi_process",
+                                  "tabular_dataframe"])
 def test_example_writes_png(tmp_path, name):
     output = tmp_path / f"{name}.png"
     load(name).main(epochs=2, output=str(output))
