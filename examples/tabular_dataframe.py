@@ -59,12 +59,13 @@ def main(epochs=0, output="tabular_dataframe.png", quiet=False):
     order = np.random.default_rng(0).permutation(len(frame))
     cut = int(round(0.9 * len(frame)))
     train, test = order[:cut], order[cut:]
+    text = sum(not np.issubdtype(kind, np.number) for kind in inputs.dtypes)
     print(f"{len(frame)} houses, {inputs.shape[1]} input columns "
-          f"({(inputs.dtypes == object).sum()} text), {int(inputs.isna().sum().sum())} "
+          f"({text} text), {int(inputs.isna().sum().sum())} "
           "missing cells; targets: sale price ($), living area (sq ft)")
 
     estimator = mdn_layers.MixtureDensityRegressor(
-        members=3, max_epochs=epochs or None, verbose=0 if quiet else 0)
+        members=3, max_epochs=epochs or None)
     estimator.fit(inputs.iloc[train], targets[train])
     joint = estimator.predict_mixture(inputs.iloc[test])
     price = mdn_layers.marginalize(joint, [0])
