@@ -5,6 +5,9 @@ The analysis path's entry point (it loads TensorFlow + TFP): it runs a Keras 3 p
 batched ``tfd.MixtureSameFamily``; given several models it returns their ensemble.
 """
 
+import threading
+import warnings
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -176,8 +179,42 @@ def predict_mixture(model: "keras.Model | Sequence[keras.Model]", x: "ArrayLike"
                              "a list of at least one.")
         return ensembles.ensemble([predict_mixture(member, x, batch_size)
                                    for member in model])
-    if _is_tf_keras_model(model):
-        head, chunks = _tf_keras_param_chunks(model, x, batch_size)
-    else:
-        head, chunks = _keras_param_chunks(model, x, batch_size)
-    return mixtures.mixture_from_param_chunks(chunks, **head.mixture_config())
+    with _model_lock(model):
+        if _is_tf_keras_model(model):
+            head, chunks = _tf_keras_param_chunks(model, x, batch_size)
+        else:
+            head, chunks = _keras_param_chunks(model, x, batch_size)
+        return mixtures.mixture_from_param_chunks(_warn_on_non_finite_rows(chunks),
+                                                  **head.mixture_config())
+
+
+# One lock per model: Keras 3.15 on JAX loses a model's variables when two threads run its
+# predict at once (keras.Model.predict itself, not this library), so calls on one model take
+# turns; calls on different models run in parallel.
+_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model):
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+    return lock
+
+
+def _warn_on_non_finite_rows(chunks):
+    """Passes the params chunks through, warning once with the count and first indices of
+    rows whose params are NaN or inf (a NaN input row gives a NaN mixture)."""
+    bad, start = [], 0
+    for params in chunks:
+        array = np.asarray(params)
+        if array.size and np.issubdtype(array.dtype, np.floating):
+            rows = ~np.all(np.isfinite(array.reshape(len(array), -1)), axis=1)
+            bad.extend((start + np.flatnonzero(rows)).tolist())
+        start += len(array)
+        yield params
+    if bad:
+        warnings.warn(f"predict_mixture: {len(bad)} rows have NaN or infinite params (their "
+                      f"inputs are not finite, or the model diverged), first rows "
+                      f"{bad[:10]}; their mixtures are NaN.", RuntimeWarning, stacklevel=3)

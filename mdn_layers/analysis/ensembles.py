@@ -26,6 +26,7 @@ def _member_log_weights(weights, num_members, dtype):
     if weights is None:
         return tf.fill([num_members], tf.constant(-np.log(num_members), dtype))
     weights = validation.check_weights(weights, num_members, "weights")
+    weights = weights / weights.max()  # the sum of huge weights overflows; their ratios do not
     return tf.constant(np.log(weights / weights.sum()), dtype)
 
 

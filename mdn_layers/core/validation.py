@@ -7,6 +7,7 @@ way, whichever the caller expects.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -278,3 +279,19 @@ def check_sample_weight(sample_weight, num_rows):
     if not np.all(np.isfinite(weight)) or np.any(weight < 0) or not np.any(weight > 0):
         raise ArgumentError("`sample_weight` must be finite and non-negative, not all 0.")
     return weight
+
+
+def warn_on_float32_rounding(y, caller):
+    """Warns when casting the targets ``[N, D]`` to float32 rounds them by more than 0.1% of
+    their spread (a large offset, such as 1e12 +- 1e5)."""
+    spread = np.nanstd(y, axis=0)
+    rounding = np.nanmax(np.abs(y), axis=0) * 2.0 ** -24
+    dims = np.flatnonzero(rounding > 1e-3 * spread).tolist()
+    if dims:
+        warnings.warn(
+            f"{caller}: target dims {dims} have a large offset for their spread (mean "
+            f"{np.nanmean(y, axis=0)[dims].tolist()}, standard deviation {spread[dims].tolist()}"
+            "); float32, in which the model trains, rounds them by more than 0.1% of the "
+            "spread. Subtract an offset first (y - offset) and add it back to the predicted "
+            "mixtures with mdn_layers.rescale(mixture, offset, 1.0).", RuntimeWarning,
+            stacklevel=5)

@@ -66,8 +66,9 @@ class MixtureHead(MixtureConfig):
                                 target_floor=None):
         """Validated per-dim target location and scale of an adapted head (or both None),
         the scale-floor policy and the floor in force (``[D]`` target units, or None)."""
-        self.target_loc, self.target_scale = validation.check_target_statistics(
+        self._target_loc, self._target_scale = validation.check_target_statistics(
             target_loc, target_scale, self.event_size, self.covariance)
+        self._ran_as = None  # (adapted, floor) the head last computed with, off Keras tensors
         self.scale_floor = validation.check_scale_floor(scale_floor, self.event_size)
         if target_floor is not None:
             self.target_floor = self._shared_floor(
@@ -86,6 +87,23 @@ class MixtureHead(MixtureConfig):
             floor = np.full_like(floor, floor.max())
         return tuple(floor.tolist()) if np.any(floor > 0) else None
 
+    @property
+    def target_loc(self):
+        """``[D]`` the targets' location in use (read from the saved weight once it exists, so
+        ``set_weights`` and ``load_weights`` show), or None for an unadapted head."""
+        return self._statistic("target_loc_weight", self._target_loc)
+
+    @property
+    def target_scale(self):
+        """``[D]`` the targets' scale in use (see :attr:`target_loc`), or None."""
+        return self._statistic("target_scale_weight", self._target_scale)
+
+    def _statistic(self, weight_name, stored):
+        weight = getattr(self, weight_name, None)
+        if weight is None:
+            return stored
+        return tuple(np.asarray(weight.numpy(), dtype=np.float64).tolist())
+
     def target_statistics_config(self):
         """The config entries of the target statistics and the scale floor."""
         def listed(values):
@@ -98,9 +116,9 @@ class MixtureHead(MixtureConfig):
     def _to_target_units(self, params):
         """The params of the standardised mixture mapped to the targets' units, with the scale
         floor (heads with neither pass through)."""
-        if self.target_loc is None and self.target_floor is None:
+        if self._target_loc is None and self.target_floor is None:
             return params
-        if self.target_loc is None:
+        if self._target_loc is None:
             loc = np.zeros(self.event_size)
             scale = np.ones(self.event_size)
         else:
@@ -113,7 +131,7 @@ class MixtureHead(MixtureConfig):
         """Creates the non-trainable ``target_loc`` and ``target_scale`` weights of an adapted
         head (unadapted heads have only ``kernel`` and ``bias``, as files saved before
         ``adapt`` existed expect)."""
-        if self.target_loc is None or getattr(self, "target_loc_weight", None) is not None:
+        if self._target_loc is None or getattr(self, "target_loc_weight", None) is not None:
             return
         # Keras 3 locks a built layer's state; adapt on a built head adds two weights, as
         # build would have (the lock/unlock pair Keras itself uses to untrack a variable).
@@ -125,8 +143,8 @@ class MixtureHead(MixtureConfig):
             self.target_loc_weight, self.target_scale_weight = (
                 self.add_weight(name=name, shape=(self.event_size,), trainable=False,
                                 initializer=_constant_initializer(values))
-                for name, values in (("target_loc", self.target_loc),
-                                     ("target_scale", self.target_scale)))
+                for name, values in (("target_loc", self._target_loc),
+                                     ("target_scale", self._target_scale)))
         finally:
             if locked:
                 tracker.lock()
@@ -183,12 +201,23 @@ class MixtureHead(MixtureConfig):
         stats = target_statistics.target_statistics(
             y, self.event_size, self.num_components, self.covariance,
             name=f"{type(self).__name__}.adapt")
-        self.target_loc, self.target_scale = (tuple(stats.loc.tolist()),
-                                              tuple(stats.scale.tolist()))
-        grid_dims = np.flatnonzero(stats.grid_step > 0).tolist()
+        floor = self.target_floor
         if self.scale_floor == "grid":
-            self.target_floor = self._shared_floor(target_statistics.grid_floor(stats.grid_step))
-        elif self.scale_floor is None and grid_dims:
+            floor = self._shared_floor(target_statistics.grid_floor(stats.grid_step))
+        if self._ran_as is not None and self._ran_as != (True, floor):
+            # Keras caches a model's compiled functions: on TensorFlow they would go on
+            # computing without the new weights or floor, silently.
+            raise RuntimeError(
+                f"{type(self).__name__}.adapt: this head has already run in a model "
+                f"{'unadapted' if not self._ran_as[0] else 'with another scale floor'}; the "
+                "model's compiled functions would not see the change. Call adapt before the "
+                "first fit, predict or call, or adapt a new head (e.g. in "
+                "keras.models.clone_model(model)).")
+        self._target_loc, self._target_scale = (tuple(stats.loc.tolist()),
+                                                tuple(stats.scale.tolist()))
+        grid_dims = np.flatnonzero(stats.grid_step > 0).tolist()
+        self.target_floor = floor
+        if self.scale_floor is None and grid_dims:
             warnings.warn(GridTargetWarning(
                 f"{type(self).__name__}.adapt: target dims {grid_dims} take values on a grid "
                 f"(steps {stats.grid_step[grid_dims].tolist()}); a mixture can shrink its "

@@ -117,6 +117,8 @@ class MixtureDensity(MixtureHead, keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: num_features})
 
     def call(self, inputs):
+        if not isinstance(inputs, keras.KerasTensor):  # a run (eager or traced), not a build
+            self._ran_as = (self._target_loc is not None, self.target_floor)
         params = ops.add(ops.matmul(inputs, self.kernel), self.bias)
         if self.compute_dtype in _REDUCED_PRECISION:
             # Mixed precision: the projection runs in 16 bits, the mixture maths in 32.

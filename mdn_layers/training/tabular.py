@@ -306,6 +306,7 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
     x, y = validation.check_table(x, y, "fit_tabular", missing_inputs=preprocessing is not None,
                                   missing_targets=True)
     weight = validation.check_sample_weight(sample_weight, len(x))
+    validation.warn_on_float32_rounding(y, "fit_tabular")
     valid, train = held_out_rows(x, y, fraction, seed)
     schedule = training_schedule(len(train))._replace(**{
         name: value for name, value in (
