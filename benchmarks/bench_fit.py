@@ -29,6 +29,8 @@ import argparse
 import importlib.util
 import os
 import statistics
+import subprocess
+import sys
 import textwrap
 
 from _common import machine, run_worker, write_json
@@ -38,7 +40,22 @@ COMMON = textwrap.dedent("""
     import numpy as np
     from _common import timer_class
 
-    CONFIGS, SAMPLES, EPOCHS, PARTIAL, JIT, STEPS = json.loads(sys.argv[1])
+    CONFIGS, SAMPLES, EPOCHS, PARTIAL, JIT, STEPS, BATCH = json.loads(sys.argv[1])
+
+    def device_name():
+        # What the backend computes on: "gpu: NVIDIA H100 80GB HBM3", "cpu", ...
+        import keras
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+            device = jax.devices()[0]
+            return f"{device.platform}: {device.device_kind}"
+        if backend == "torch":
+            import torch
+            return (f"gpu: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available()
+                    else "cpu")
+        import tensorflow as tf
+        return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
     def data(d, samples):
         rng = np.random.default_rng(0)
@@ -61,7 +78,7 @@ COMMON = textwrap.dedent("""
             for name, model in list(live.items()):
                 timer = timer_class()
                 try:
-                    loss = model.fit(x, y, batch_size=1024, epochs=1, verbose=0,
+                    loss = model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0,
                                      callbacks=[timer]).history["loss"][-1]
                 except Exception as error:  # reported, not hidden
                     stats[name] = {"error": describe(error)}
@@ -88,7 +105,7 @@ COMMON = textwrap.dedent("""
             row = {**base, "head": name}
             timer = timer_class()
             try:
-                model.fit(x, y, batch_size=1024, epochs=2, verbose=0, callbacks=[timer])
+                model.fit(x, y, batch_size=BATCH, epochs=2, verbose=0, callbacks=[timer])
                 row.update(partial_first_epoch_s=timer.times[0],
                            partial_second_epoch_s=timer.times[1])
             except Exception as error:
@@ -128,7 +145,7 @@ KERAS3_WORKER = COMMON + textwrap.dedent("""
 
     results = []
     for d, k in CONFIGS:
-        base = {"backend": backend, "D": d, "K": k}
+        base = {"backend": backend, "D": d, "K": k, "device": device_name(), "batch": BATCH}
         results += interleaved(models(d, k, steps_options), *data(d, SAMPLES), Timer, base)
     if PARTIAL:
         d, k = CONFIGS[-1]
@@ -347,6 +364,18 @@ def markdown(table, target_rows, meta):
     return "\n".join(lines)
 
 
+def _sees_gpu(backend):
+    """Whether ``backend`` (jax or torch) sees a CUDA device, asked in a subprocess."""
+    probe = ("import jax; print(any(d.platform == 'gpu' for d in jax.devices()))"
+             if backend == "jax" else "import torch; print(torch.cuda.is_available())")
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                timeout=300)
+    except subprocess.TimeoutExpired:
+        return False
+    return result.stdout.strip().endswith("True")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="tensorflow,jax,torch",
@@ -366,15 +395,34 @@ def main():
                              "PyTorch runs 1)")
     parser.add_argument("--json", help="write the summarised rows here")
     parser.add_argument("--timeout", type=int, default=3600)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU mode: JAX and PyTorch, batch 8192 (unless given), 32 batches "
+                             "an epoch, D=2,K=4 and D=8,K=16, no tf_keras; stops with a message "
+                             "when a backend sees no GPU")
     args = parser.parse_args()
+    if args.gpu:
+        given = {action.dest for action in parser._actions
+                 if getattr(args, action.dest, action.default) != action.default}
+        args.batch_size = args.batch_size if "batch_size" in given else 8192
+        args.samples = args.samples if "samples" in given else 32 * args.batch_size
+        args.configs = args.configs if "configs" in given else "2x4,8x16"
+        args.backends = args.backends if "backends" in given else "jax,torch"
+        args.no_tf_keras = True
     configs = [[int(v) for v in c.split("x")] for c in args.configs.split(",")]
-    for d, k in configs:
-        check_losses_against_tfp(d, k)
+    if importlib.util.find_spec("tensorflow"):  # a GPU machine may have no TensorFlow
+        for d, k in configs:
+            check_losses_against_tfp(d, k)
     modules = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
     backends = [b for b in args.backends.split(",") if importlib.util.find_spec(modules[b])]
+    if args.gpu:
+        backends = [b for b in backends if _sees_gpu(b)]
+        if not backends:
+            print("bench_fit --gpu: no GPU is visible to JAX or PyTorch here; nothing timed.")
+            return
     jit = True if args.jit_compile == "true" else "auto"
     steps = [int(value) for value in args.steps_per_execution.split(",")]
-    config = [configs, args.samples, args.epochs, args.partial, jit, steps]
+    config = [configs, args.samples, args.epochs, args.partial, jit, steps, args.batch_size]
     runs = []
     for _ in range(args.repeats):
         for backend in backends:
@@ -383,7 +431,8 @@ def main():
             runs.append(run_worker(TF_KERAS_WORKER, config, "tensorflow", args.timeout))
     table = summarise(runs)
     import keras
-    meta = {"machine": machine(),
+    meta = {"machine": machine(), "batch": args.batch_size,
+            "devices": sorted({row.get("device", "?") for run in runs for row in run}),
             "keras": keras.__version__, "samples": args.samples, "epochs": args.epochs,
             "repeats": args.repeats, "backends": backends, "jit_compile": args.jit_compile,
             "steps_per_execution": args.steps_per_execution}

@@ -374,3 +374,31 @@ def test_float64_tests_run_on_jax_with_x64_subprocess():
     summary = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 0, result.stdout[-4000:]
     assert "passed" in summary and "skipped" not in summary, summary
+
+
+@neutral
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.transfer_guard is JAX's")
+def test_a_jax_training_step_moves_nothing_between_host_and_device(rng):
+    """After warm-up, a step on device-resident data runs under transfer_guard('disallow'):
+    the loss stays on the device (on a GPU this is tests/gpu's check; here the CPU device)."""
+    import jax
+    x = rng.normal(size=(2048, 8)).astype("float32")
+    y = rng.normal(size=(2048, 4)).astype("float32")
+    head = mdn_layers.MixtureDensity(4, 8)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(32, activation="relu"),
+                              head])
+    model.compile(keras.optimizers.Adam(1e-3), loss=mdn_layers.MixtureNLL.for_layer(head))
+    model.fit(x, y, batch_size=1024, epochs=1, verbose=0)
+    model.make_train_function()
+    # Copies: the compiled step donates its state buffers, and the model keeps its own.
+    state = tuple([jax.numpy.array(v.value, copy=True) for v in variables] for variables in (
+        model.trainable_variables, model.non_trainable_variables,
+        model.optimizer.variables, model.metrics_variables))
+    batch = [(jax.device_put(x[:1024]), jax.device_put(y[:1024]))]
+    logs, state = model.train_function(state, iter(batch))
+    with jax.transfer_guard("disallow"):
+        logs, state = model.train_function(state, iter(batch))
+        jax.block_until_ready(logs)
+        with pytest.raises(Exception, match="(?i)transfer"):     # the guard is really on
+            model.train_function(state, iter([(x[:1024], y[:1024])]))
+    assert np.isfinite(float(logs["loss"]))
