@@ -64,3 +64,24 @@ def test_grid_floor_caps_the_density_at_a_grid_value_at_one_over_the_step():
     floor = target_statistics.grid_floor(step)
     # The density of N(0, floor^2) at its mode is 1 / step.
     np.testing.assert_allclose(stats.norm(0, floor).pdf(0), 1 / step, rtol=1e-12)
+
+
+def test_grid_steps_edge_cases_of_the_rules():
+    # Two values (a binary target) are a grid; each value exactly twice is "ties common".
+    assert target_statistics.grid_steps(np.repeat([0.0, 1.0], 20)[:, None]).tolist() == [1.0]
+    assert target_statistics.grid_steps(np.repeat([2.0, 4.0, 6.0], 2)[:, None]).tolist() \
+        == [2.0]
+    # A lattice that does not pass through 0: 0.3 + 0.5 k.
+    offset = np.repeat(0.3 + 0.5 * np.arange(6), 10)[:, None]
+    np.testing.assert_allclose(target_statistics.grid_steps(offset), [0.5])
+    # Ties but not a lattice: 0, 1, 2.5.
+    assert target_statistics.grid_steps(np.repeat([0.0, 1.0, 2.5], 10)[:, None]).tolist() \
+        == [0.0]
+    # Each dim on its own: a continuous first dim does not stop the search.
+    rng = np.random.default_rng(2)
+    two = np.stack([rng.normal(size=60), np.repeat(np.arange(6.0), 10)], axis=-1)
+    assert target_statistics.grid_steps(two).tolist() == [0.0, 1.0]
+    # A first dim with ties on a grid too fine for its spread does not stop the search either.
+    fine = np.repeat([0.0, 1.0, 5e4, 1e5, 2e5, 3e5], 10)        # step 1, spread ~1e5
+    two = np.stack([fine, np.repeat(np.arange(6.0), 10)], axis=-1)
+    assert target_statistics.grid_steps(two).tolist() == [0.0, 1.0]
