@@ -80,12 +80,12 @@ def run_split(x, y, split):
         nll(estimator().fit(x[train], y[train, d]).predict_mixture(x[test]), y[test, d:d + 1])
         for d in range(3)))
     given = np.concatenate([x, y[:, [0, 2]]], axis=1)
-    timed("fat | water, protein: condition of the joint", lambda: nll(
+    timed("fat given water, protein: condition of the joint", lambda: nll(
         mdn_layers.condition(joint["model"].predict_mixture(x[test]), [0, 2], y[test][:, [0, 2]]),
         y[test, 1:2]))
-    timed("fat | water, protein: dedicated model", lambda: nll(
+    timed("fat given water, protein: dedicated model", lambda: nll(
         estimator().fit(given[train], y[train, 1]).predict_mixture(given[test]), y[test, 1:2]))
-    timed("fat | water, protein: NGBoost", lambda: ngboost_fat(
+    timed("fat given water, protein: NGBoost", lambda: ngboost_fat(
         given[train], y[train, 1], given[test], y[test, 1]))
     return row, seconds
 
@@ -94,9 +94,9 @@ def summary(rows, seconds):
     lines, out = [], []
     reference = {"joint, diagonal head": "joint, full covariance",
                  "three independent models (sum)": "joint, full covariance",
-                 "fat | water, protein: dedicated model":
-                     "fat | water, protein: condition of the joint",
-                 "fat | water, protein: NGBoost": "fat | water, protein: condition of the joint"}
+                 "fat given water, protein: dedicated model":
+                     "fat given water, protein: condition of the joint",
+                 "fat given water, protein: NGBoost": "fat given water, protein: condition of the joint"}
     for method in rows[0]:
         values = np.array([row[method] for row in rows])
         entry = {"method": method, "mean": float(values.mean()),

