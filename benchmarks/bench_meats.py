@@ -96,7 +96,8 @@ def summary(rows, seconds):
                  "three independent models (sum)": "joint, full covariance",
                  "fat given water, protein: dedicated model":
                      "fat given water, protein: condition of the joint",
-                 "fat given water, protein: NGBoost": "fat given water, protein: condition of the joint"}
+                 "fat given water, protein: NGBoost":
+                     "fat given water, protein: condition of the joint"}
     for method in rows[0]:
         values = np.array([row[method] for row in rows])
         entry = {"method": method, "mean": float(values.mean()),
