@@ -1,6 +1,6 @@
 """Multi-process data-parallel training of an MDN: try it with local processes, run it on hosts.
 
-Two engines, each tested in ``tests/test_scale_out.py``:
+Two engines, each tested in ``tests/integration/test_scale_out.py``:
 
 * ``--engine jax`` (Keras 3 on JAX): ``keras.distribution.initialize`` (JAX's
   ``jax.distributed``) joins the processes, ``DataParallel`` spans every process's devices,
