@@ -277,7 +277,8 @@ def check_sample_weight(sample_weight, num_rows):
         raise ArgumentError(f"`sample_weight` must have shape [{num_rows}] (one weight per "
                             f"row); received shape {list(weight.shape)}.")
     if not np.all(np.isfinite(weight)) or np.any(weight < 0) or not np.any(weight > 0):
-        raise ArgumentError("`sample_weight` must be finite and non-negative, not all 0.")
+        raise ArgumentError("`sample_weight` must be finite and non-negative, and not all "
+                            "weights zero.")
     return weight
 
 
