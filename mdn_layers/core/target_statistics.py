@@ -8,7 +8,6 @@ data. It also detects targets whose values sit on a grid (integer scores, counts
 mixture can shrink its components onto the grid values and report a likelihood without bound.
 """
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -77,11 +76,12 @@ def grid_steps(y):
 def grid_floor(grid_step):
     """``[D]`` the scale floor for targets on a grid of step ``grid_step`` ``[D]``.
 
-    ``step / sqrt(2 pi)``: a Gaussian with this standard deviation has density ``1 / step``
-    at its mode, so no component claims more density at a grid value than a point mass
-    spread uniformly over its grid cell (the most a dequantised target allows).
+    The grid's resolution, ``step`` itself: a component narrower than the grid claims detail
+    the data cannot show, and a Gaussian of standard deviation ``step`` has density at most
+    ``1 / (step sqrt(2 pi))`` at a grid value, less than a point mass spread uniformly over
+    its grid cell (``1 / step``, the most a dequantised target allows).
     """
-    return np.asarray(grid_step, dtype=np.float64) / math.sqrt(2 * math.pi)
+    return np.asarray(grid_step, dtype=np.float64).copy()
 
 
 def _as_target_rows(y, event_size, name):

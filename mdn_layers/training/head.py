@@ -177,7 +177,7 @@ class MixtureHead(MixtureConfig):
         :func:`mdn_layers.core.target_statistics.grid_steps`): a mixture can shrink its
         components onto the grid values and report a likelihood without bound. With
         ``scale_floor="grid"`` the head floors every standard deviation of such a dim at
-        ``step / sqrt(2 pi)`` (no component then claims more density at a grid value than
+        the grid step (no component then claims more density at a grid value than
         a point mass spread over its grid cell); with the default ``scale_floor=None`` it
         warns with a :class:`GridTargetWarning`.
 
@@ -222,7 +222,7 @@ class MixtureHead(MixtureConfig):
                 f"{type(self).__name__}.adapt: target dims {grid_dims} take values on a grid "
                 f"(steps {stats.grid_step[grid_dims].tolist()}); a mixture can shrink its "
                 "components onto the grid values and report a log-likelihood without bound. "
-                "Pass scale_floor='grid' to the layer (a floor at step / sqrt(2 pi)), or add "
+                "Pass scale_floor='grid' to the layer (a floor at the grid step), or add "
                 "uniform noise of one step to the training targets (dequantisation)."),
                 stacklevel=2)
         self._start = (stats.centres, stats.spreads)

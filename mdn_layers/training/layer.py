@@ -53,7 +53,7 @@ class MixtureDensity(MixtureHead, keras.layers.Layer):
         both or neither). ``None``: the params are in standardised units.
       scale_floor: a floor on every standard deviation, in target units: ``None`` (only
         ``diag_shift``), ``"grid"`` (set by :meth:`adapt` for target dims whose values sit
-        on a grid: ``step / sqrt(2 pi)``; 0 for the others) or ``[D]`` non-negative floats.
+        on a grid: the grid step; 0 for the others) or ``[D]`` non-negative floats.
         For ``"full"`` it floors the Cholesky diagonal, so each dim's marginal standard
         deviation too; spherical heads use its largest entry.
       target_floor: the floor in force, ``[D]`` floats (what :meth:`adapt` resolves

@@ -206,7 +206,7 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
       grid_targets: what to do with target dims whose values sit on a grid (integer scores,
         counts; :func:`mdn_layers.core.target_statistics.grid_steps`), where a
         mixture's likelihood has no bound: ``"floor"`` (default: every standard
-        deviation of such a dim at least ``step / sqrt(2 pi)``, so no density at a grid
+        deviation of such a dim at least the grid step, so no density at a grid
         value exceeds ``1 / step``),
         ``"dequantize"`` (train on ``y + U(-step/2, step/2)`` noise; the model is then a
         density of the dequantised target), or ``"ignore"``.

@@ -169,16 +169,16 @@ def test_adapt_warns_on_a_grid_target_and_the_grid_floor_holds_in_training(rng):
                       r"scale_floor='grid'"):
         collapsing = mdn_layers.MixtureDensity(1, 5).adapt(y)
     floored = mdn_layers.MixtureDensity(1, 5, scale_floor="grid").adapt(y)
-    floor = 1.0 / np.sqrt(2 * np.pi)
+    floor = 1.0                                         # the grid step
     np.testing.assert_allclose(floored.target_floor, [floor])
     free = _trained(collapsing, x, y, 60)
     held = _trained(floored, x, y, 60)
     # Unfloored, components shrink onto the integers; floored, none goes below the floor
-    # (diag_shift adds its 1e-5 above it) and no density at a grid value exceeds 1 / step.
+    # (diag_shift adds its 1e-5 above it): no density at a grid value above 1/(step sqrt(2pi)).
     assert _component_stddevs(free, x).min() < 0.5 * floor
     assert _component_stddevs(held, x).min() >= floor
     density = np.exp(mdn_layers.predict_mixture(held, x).log_prob(y).numpy())
-    assert density.max() <= 1.0 + 1e-5
+    assert density.max() <= 1.0 / np.sqrt(2 * np.pi) + 1e-5
 
 
 def test_a_numeric_scale_floor_holds_where_the_raw_scale_is_far_below_zero():
@@ -195,7 +195,7 @@ def test_the_floor_is_in_target_units_after_adapt_and_saved_with_the_model(tmp_p
     x, y = _grid_data(rng, 200)
     y = np.concatenate([y * 1000.0, rng.normal(size=(200, 1)).astype("float32")], axis=1)
     head = mdn_layers.MixtureDensity(2, 3, scale_floor="grid").adapt(y)
-    np.testing.assert_allclose(head.target_floor, [1000.0 / np.sqrt(2 * np.pi), 0.0])
+    np.testing.assert_allclose(head.target_floor, [1000.0, 0.0])
     model = _trained(head, x, y, 3)
     path = str(tmp_path / "floored.keras")
     model.save(path)
@@ -219,6 +219,6 @@ def test_tf_keras_head_takes_the_same_floor(rng):
     from mdn_layers import tfp_layers
     x, y = _grid_data(rng, 200)
     head = tfp_layers.MixtureDensity(1, 3, scale_floor="grid").adapt(y)
-    np.testing.assert_allclose(head.target_floor, [1.0 / np.sqrt(2 * np.pi)])
+    np.testing.assert_allclose(head.target_floor, [1.0])
     assert head.get_config()["scale_floor"] == "grid"
     assert head.get_config()["target_floor"] == list(head.target_floor)
