@@ -159,8 +159,8 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
 
     # --- the table -> numbers map -----------------------------------------------------------
 
-    def _learn_columns(self, X):
-        columns, _ = _columns(X)
+    def _learn_columns(self, columns):
+        """Each column's kind and, for categories, its training vocabulary."""
         self.column_names_ = [name if isinstance(name, str) else int(name)
                               for name, _ in columns]
         kinds, categories = [], {}
@@ -245,7 +245,7 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
         self._one_target = targets.ndim == 1
         targets = targets[:, None] if self._one_target else targets
         self.n_targets_ = targets.shape[1]
-        self._learn_columns(X)
+        self._learn_columns(columns)
         encoded = self._encoded(columns)
         options = dict(num_components=self.num_components, covariance=self.covariance,
                        noise_levels=self.noise_levels,

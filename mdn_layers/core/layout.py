@@ -205,15 +205,14 @@ def rescale_params(ops, params, event_size, num_components, covariance, loc, sca
     # Far below zero softplus(x) = exp(x) to float64 precision; with no floor the map is then
     # x + log(scale), and the other branch never sees such x, so its gradient stays finite.
     far_below = params < -30.0
+    shifted_log = far_below & ops.cast(extra == 0, "bool")  # entries mapped to x + log(scale)
     safe = ops.where(far_below, ops.zeros_like(params), params)
     soft = ops.where(far_below, ops.exp(ops.where(far_below, params, ops.zeros_like(params))),
                      ops.softplus(safe))
     stretched = multiplier * soft + ops.cast(extra, params.dtype)
-    stretched = ops.where(far_below & ops.cast(extra == 0, "bool"),
-                          ops.ones_like(stretched), stretched)
+    stretched = ops.where(shifted_log, ops.ones_like(stretched), stretched)
     inverse = stretched + ops.log(-ops.expm1(-stretched))
-    positive = ops.where(far_below & ops.cast(extra == 0, "bool"),
-                         params + ops.log(multiplier), inverse)
+    positive = ops.where(shifted_log, params + ops.log(multiplier), inverse)
     return ops.where(ops.cast(maps.positive, "bool"), positive, linear)
 
 
