@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mdn_layers.analysis import scores, summaries
 from mdn_layers.core import validation
+from mdn_layers.core.layout import DEFAULT_DIAG_SHIFT
 from mdn_layers.prediction import predict_mixture
 from mdn_layers.training.encoding import TableEncoder, column_statistics
 from mdn_layers.training.schedule import DEFAULT_NUM_COMPONENTS
@@ -102,7 +103,8 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
       covariance: ``"full"``, ``"diag"`` or ``"spherical"``.
       members: networks in the ensemble (1: a single model).
       noise_levels, validation_fraction, units, max_epochs, batch_size, learning_rate,
-        patience, grid_targets: as in :func:`mdn_layers.fit_tabular` (None: its size rules).
+        patience, grid_targets, diag_shift: as in :func:`mdn_layers.fit_tabular` (None: its
+        size rules).
       random_state: an int seed (the split and every initialisation).
       verbose: ``fit``'s verbosity.
 
@@ -130,7 +132,7 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, num_components=DEFAULT_NUM_COMPONENTS, covariance="full", members=1,
                  noise_levels=None, validation_fraction=0.1, units=None, max_epochs=None,
                  batch_size=None, learning_rate=0.01, patience=None, grid_targets="floor",
-                 random_state=0, verbose=0):
+                 diag_shift=DEFAULT_DIAG_SHIFT, random_state=0, verbose=0):
         self.num_components = num_components
         self.covariance = covariance
         self.members = members
@@ -142,6 +144,7 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.patience = patience
         self.grid_targets = grid_targets
+        self.diag_shift = diag_shift
         self.random_state = random_state
         self.verbose = verbose
 
@@ -252,7 +255,8 @@ class MixtureDensityRegressor(RegressorMixin, BaseEstimator):
                        validation_fraction=self.validation_fraction, units=self.units,
                        max_epochs=self.max_epochs, batch_size=self.batch_size,
                        learning_rate=self.learning_rate, patience=self.patience,
-                       grid_targets=self.grid_targets, sample_weight=sample_weight,
+                       grid_targets=self.grid_targets, diag_shift=self.diag_shift,
+                       sample_weight=sample_weight,
                        preprocessing=self._encoder(encoded), verbose=self.verbose)
         seed = validation.check_nonnegative_int(self.random_state, "random_state")
         members = validation.check_positive_int(self.members, "members")

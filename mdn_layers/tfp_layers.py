@@ -104,7 +104,7 @@ class MixtureDistribution(MixtureConfig, tfp.layers.DistributionLambda):
     def get_config(self):
         # Skip DistributionLambda/Lambda.get_config, which pickle Python functions.
         config = tf_keras.layers.Layer.get_config(self)
-        config.update(self.mixture_config())
+        config.update(self.config_entries())
         config["convert_to_tensor_fn"] = self.convert_to_tensor_fn_name
         return config
 
@@ -157,6 +157,8 @@ class MixtureDensity(MixtureHead, MixtureDistribution):
 
     def params(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.kernel.dtype)
+        if not _is_model_construction(inputs):  # a run (eager or traced): adapt is now late
+            self._ran_as = (self._target_loc is not None, self.target_floor)
         return self._to_target_units(
             tf.linalg.matvec(self.kernel, inputs, transpose_a=True) + self.bias)
 
@@ -167,6 +169,13 @@ class MixtureDensity(MixtureHead, MixtureDistribution):
                            tf_keras.initializers.serialize(self.kernel_initializer)})
         config.update(self.target_statistics_config())
         return config
+
+
+def _is_model_construction(tensor):
+    """Whether ``tensor`` lives in the scratch graph tf_keras traces a layer in while a
+    functional or sequential model is put together (not a run of the model)."""
+    graph = getattr(tensor, "graph", None)  # eager tensors have none
+    return getattr(graph, "name", "").endswith("_scratch_graph")
 
 
 @tf_keras.saving.register_keras_serializable(package=PACKAGE,

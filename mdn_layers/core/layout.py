@@ -179,17 +179,19 @@ def initial_params(ops, event_size, num_components, covariance, locs, scale,
 
 
 def rescale_params(ops, params, event_size, num_components, covariance, loc, scale,
-                   floor=None):
+                   floor=None, relative_floor=0.0):
     """Params ``[..., P]`` of the mixture of ``loc + scale * Y``, ``Y`` the mixture of ``params``.
 
     ``loc``, ``scale`` ``[D]`` tensors of ``ops`` (``scale`` positive; for ``"spherical"`` all
     entries equal). Means become ``loc + scale * mean``, Cholesky rows (off-diagonal
     entries) and standard deviations scale by ``scale``; a positive entry ``x`` (a standard
-    deviation ``softplus(x) + diag_shift``) maps to ``softplus^-1(scale * softplus(x) +
-    floor)``, so the new standard deviation is ``scale * softplus(x) + floor + diag_shift``:
-    the ``diag_shift`` floor stays a floor in the new units, and ``floor`` (``[D]``
-    non-negative numbers in the new units, a numpy constant; spherical: its first entry)
-    raises it. Elementwise, so it compiles anywhere.
+    deviation ``softplus(x) + diag_shift``) maps to ``softplus^-1(scale * (softplus(x) +
+    relative_floor) + floor)``, so the new standard deviation is ``scale * (softplus(x) +
+    relative_floor) + floor + diag_shift``: ``relative_floor`` (a float) is a floor in the
+    old units that scales with the targets, ``floor`` (``[D]`` non-negative numbers in the
+    new units, a numpy constant; spherical: its first entry) one in the new units, and the
+    ``diag_shift`` of whoever reads the result stays a floor in the new units. Elementwise,
+    so it compiles anywhere.
     """
     maps = index_maps(event_size, num_components, covariance)
     one = ops.cast(np.ones(1), params.dtype)
@@ -202,14 +204,17 @@ def rescale_params(ops, params, event_size, num_components, covariance, loc, sca
     if floor is not None:
         floor = np.append(np.asarray(floor, np.float64), 0.0)
         extra = np.where(maps.positive, floor[np.minimum(maps.dim, event_size)], 0.0)
+    relative = np.where(maps.positive, float(relative_floor), 0.0)
     # Far below zero softplus(x) = exp(x) to float64 precision; with no floor the map is then
     # x + log(scale), and the other branch never sees such x, so its gradient stays finite.
     far_below = params < -30.0
-    shifted_log = far_below & ops.cast(extra == 0, "bool")  # entries mapped to x + log(scale)
+    unfloored = (extra == 0) & (relative == 0)
+    shifted_log = far_below & ops.cast(unfloored, "bool")  # entries mapped to x + log(scale)
     safe = ops.where(far_below, ops.zeros_like(params), params)
     soft = ops.where(far_below, ops.exp(ops.where(far_below, params, ops.zeros_like(params))),
                      ops.softplus(safe))
-    stretched = multiplier * soft + ops.cast(extra, params.dtype)
+    stretched = (multiplier * (soft + ops.cast(relative, params.dtype))
+                 + ops.cast(extra, params.dtype))
     stretched = ops.where(shifted_log, ops.ones_like(stretched), stretched)
     inverse = stretched + ops.log(-ops.expm1(-stretched))
     positive = ops.where(shifted_log, params + ops.log(multiplier), inverse)

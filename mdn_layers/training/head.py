@@ -25,14 +25,25 @@ class MixtureConfig:
                                               self.covariance)
 
     def mixture_config(self):
-        """The config as a dict: the keyword arguments of :func:`mdn_layers.mixture_from_params`."""
+        """How to read the params, as a dict: the keyword arguments of
+        :func:`mdn_layers.mixture_from_params` (and of a matching :class:`MixtureNLL`)."""
+        return {"event_size": self.event_size, "num_components": self.num_components,
+                "covariance": self.covariance, "diag_shift": self._params_diag_shift()}
+
+    def _params_diag_shift(self):
+        """The ``diag_shift`` a reader of the params adds (heads that fold their floor into
+        the params report 0)."""
+        return self.diag_shift
+
+    def config_entries(self):
+        """The four constructor arguments as given, for ``get_config``."""
         return {"event_size": self.event_size, "num_components": self.num_components,
                 "covariance": self.covariance, "diag_shift": self.diag_shift}
 
     def split(self, ops, params):
         """:func:`mdn_layers.core.layout.split_params` of ``params`` ``[..., P]``, this config."""
         return layout.split_params(ops, params, self.event_size, self.num_components,
-                                   self.covariance, self.diag_shift)
+                                   self.covariance, self._params_diag_shift())
 
     def mixture(self, params):
         """The ``tfd.MixtureSameFamily`` that ``params`` ``[..., P]`` describe.
@@ -113,19 +124,25 @@ class MixtureHead(MixtureConfig):
                                 else list(self.scale_floor)),
                 "target_floor": listed(self.target_floor)}
 
+    def _params_diag_shift(self):
+        # An adapted head's diag_shift counts in standardised units (a floor of
+        # diag_shift * target_scale in target units, whatever the targets' scale), so it
+        # is folded into the params and their reader adds nothing.
+        return 0.0 if self._target_loc is not None else self.diag_shift
+
     def _to_target_units(self, params):
         """The params of the standardised mixture mapped to the targets' units, with the scale
-        floor (heads with neither pass through)."""
+        floors (heads with neither pass through)."""
         if self._target_loc is None and self.target_floor is None:
             return params
         if self._target_loc is None:
-            loc = np.zeros(self.event_size)
-            scale = np.ones(self.event_size)
-        else:
-            loc, scale = self.target_loc_weight, self.target_scale_weight
+            return layout.rescale_params(
+                self._ops, params, self.event_size, self.num_components, self.covariance,
+                np.zeros(self.event_size), np.ones(self.event_size), floor=self.target_floor)
         return layout.rescale_params(
             self._ops, params, self.event_size, self.num_components, self.covariance,
-            loc, scale, floor=self.target_floor)
+            self.target_loc_weight, self.target_scale_weight, floor=self.target_floor,
+            relative_floor=self.diag_shift)
 
     def _build_target_weights(self):
         """Creates the non-trainable ``target_loc`` and ``target_scale`` weights of an adapted
@@ -212,7 +229,7 @@ class MixtureHead(MixtureConfig):
                 f"{'unadapted' if not self._ran_as[0] else 'with another scale floor'}; the "
                 "model's compiled functions would not see the change. Call adapt before the "
                 "first fit, predict or call, or adapt a new head (e.g. in "
-                "keras.models.clone_model(model)).")
+                "a clone of the model).")
         self._target_loc, self._target_scale = (tuple(stats.loc.tolist()),
                                                 tuple(stats.scale.tolist()))
         grid_dims = np.flatnonzero(stats.grid_step > 0).tolist()

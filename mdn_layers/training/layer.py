@@ -44,7 +44,10 @@ class MixtureDensity(MixtureHead, keras.layers.Layer):
       covariance: ``"full"`` (default, lower-triangular scale), ``"diag"`` or
         ``"spherical"``.
       diag_shift: floor added to every standard deviation (Cholesky diagonal); it
-        keeps the density bounded when a component collapses onto a point.
+        keeps the density bounded when a component collapses onto a point. After
+        :meth:`adapt` it counts in standardised units (``diag_shift * target_scale`` in
+        the targets' units, so it scales with the targets) and is folded into the params:
+        :meth:`mixture_config` then reports ``diag_shift=0`` for their readers.
       initial_scale: starting standard deviation of every component.
       loc_spread: standard deviation of the random starting means.
       kernel_initializer, kernel_regularizer, bias_regularizer: as in ``Dense``.
@@ -135,7 +138,7 @@ class MixtureDensity(MixtureHead, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(self.mixture_config())
+        config.update(self.config_entries())
         config.update({
             "initial_scale": self.initial_scale,
             "loc_spread": self.loc_spread,

@@ -21,9 +21,10 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
-from mdn_layers.core import target_statistics, validation
+from mdn_layers.core import layout, target_statistics, validation
 from mdn_layers.training.layer import MixtureDensity
 from mdn_layers.training.losses import MixtureNLL
+from mdn_layers.training.networks import input_normalization, tabular_model
 from mdn_layers.training.schedule import (
     DEFAULT_NUM_COMPONENTS,
     EDGE_STEPS,
@@ -64,29 +65,6 @@ class TabularFit(NamedTuple):
     schedule: TrainingSchedule = None
     grid_step: np.ndarray = None
     learning_rates: tuple = None
-
-
-def input_normalization(x):
-    """A ``keras.layers.Normalization`` holding the mean and variance of ``x`` ``[N, F]``
-    (computed in float64; a constant column gets variance 1, so it maps to 0)."""
-    rows = np.asarray(x, dtype=np.float64)
-    variance = rows.var(axis=0)
-    variance = np.where(variance > 1e-12 * np.maximum(rows.mean(axis=0) ** 2, 1.0),
-                        variance, 1.0)
-    return keras.layers.Normalization(mean=rows.mean(axis=0), variance=variance)
-
-
-def tabular_model(num_features, head, input_noise, units=50, normalization=None):
-    """``Input -> [normalization] -> GaussianNoise(input_noise) -> Dense(units, relu) -> head``.
-
-    The noise acts in training only, on normalised inputs.
-    """
-    layers = [keras.Input((num_features,))]
-    if normalization is not None:
-        layers.append(normalization)
-    if input_noise:
-        layers.append(keras.layers.GaussianNoise(input_noise))
-    return keras.Sequential(layers + [keras.layers.Dense(units, activation="relu"), head])
 
 
 def _check_levels(values, name, check):
@@ -133,6 +111,7 @@ class _LearningRates(keras.callbacks.Callback):
 def _network(problem, num_components, level, learning_rate):
     """A compiled network of the recipe (its head adapted to every row's targets)."""
     head = MixtureDensity(problem.y.shape[1], num_components, problem.covariance,
+                          diag_shift=problem.diag_shift,
                           scale_floor=problem.scale_floor).adapt(problem.y)
     model = tabular_model(problem.x.shape[1], head, level, problem.schedule.units,
                           problem.preprocessing)
@@ -174,7 +153,8 @@ def _train_one(problem, num_components, level, seed):
 def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
                 noise_levels=None, validation_fraction=0.1, units=None, max_epochs=None,
                 batch_size=None, learning_rate=0.01, patience=None, grid_targets="floor",
-                refit=True, sample_weight=None, preprocessing=None, seed=0, verbose=0):
+                refit=True, sample_weight=None, preprocessing=None, seed=0, verbose=0,
+                diag_shift=layout.DEFAULT_DIAG_SHIFT):
     """Fits the recipe's MDN to raw inputs and raw targets.
 
     Every choice comes from the rows given: the size rules of :func:`training_schedule`
@@ -221,6 +201,8 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
       seed: seeds the split and every network's initialisation; the caller's global Python
         and numpy generators are left as they were.
       verbose: ``fit``'s verbosity.
+      diag_shift: the head's floor on every standard deviation, in standardised units
+        (``diag_shift * target_scale`` in the targets' units: it scales with the targets).
 
     Returns:
       a :class:`TabularFit`.
@@ -237,7 +219,7 @@ def fit_tabular(x, y, num_components=DEFAULT_NUM_COMPONENTS, covariance="full",
     """
     problem = _prepare(x, y, num_components, covariance, noise_levels, validation_fraction,
                        units, max_epochs, batch_size, learning_rate, patience, grid_targets,
-                       refit, sample_weight, preprocessing, seed, verbose)
+                       refit, sample_weight, preprocessing, seed, verbose, diag_shift)
     schedule = problem.schedule
 
     def train(k, level):
@@ -283,11 +265,12 @@ class _Problem(NamedTuple):
     allow_missing: bool
     grid_step: np.ndarray
     verbose: int
+    diag_shift: float
 
 
 def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction, units,
              max_epochs, batch_size, learning_rate, patience, grid_targets, refit,
-             sample_weight, preprocessing, seed, verbose):
+             sample_weight, preprocessing, seed, verbose, diag_shift):
     components = tuple(sorted(set(_check_levels(num_components, "num_components",
                                                  validation.check_positive_int))))
     levels = None if noise_levels is None else _check_noise_levels(noise_levels)
@@ -303,6 +286,7 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
         raise ValueError(f"fit_tabular: `grid_targets` must be one of {list(GRID_HANDLING)}; "
                          f"received {grid_targets!r}.")
     validation.check_bool(refit, "refit")
+    diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
     x, y = validation.check_table(x, y, "fit_tabular", missing_inputs=preprocessing is not None,
                                   missing_targets=True)
     weight = validation.check_sample_weight(sample_weight, len(x))
@@ -323,7 +307,7 @@ def _prepare(x, y, num_components, covariance, noise_levels, validation_fraction
     return _Problem(x32, y32, w32, data, components, covariance, schedule,
                     input_normalization(x) if preprocessing is None else preprocessing,
                     learning_rate, "grid" if grid_targets == "floor" else None,
-                    bool(np.isnan(y).any()), grid_step, verbose)
+                    bool(np.isnan(y).any()), grid_step, verbose, diag_shift)
 
 
 def _refit(problem, num_components, level, rates, seed):

@@ -101,3 +101,34 @@ def test_targets_that_float32_rounds_are_warned_about_and_ordinary_ones_are_not(
         warnings.simplefilter("error", RuntimeWarning)
         mdn_layers.fit_tabular(x, 2e5 + 8e4 * rng.normal(size=60), num_components=1,
                                noise_levels=[0.1], max_epochs=1)
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1e3])
+def test_the_default_floor_scales_with_the_targets(rng, scale):
+    """The recipe is equivariant under a change of target units: the NLL of targets times
+    ``scale`` is the NLL at scale 1 plus ``log(scale)`` (a fixed floor in target units
+    would cap the density of small targets)."""
+    x = rng.uniform(-1, 1, size=(300, 1))
+    y = np.sin(3 * x) + 0.05 * rng.normal(size=x.shape)
+    kwargs = dict(num_components=1, noise_levels=[0.0], max_epochs=40, refit=False)
+    unit = mdn_layers.fit_tabular(x, y, **kwargs)
+    scaled = mdn_layers.fit_tabular(x, scale * y, **kwargs)
+    nll_unit = -np.mean(mdn_layers.predict_mixture(unit.model, x).log_prob(y))
+    nll_scaled = -np.mean(mdn_layers.predict_mixture(scaled.model, x).log_prob(scale * y))
+    assert nll_unit < -1.0                                   # it learnt the noise level
+    np.testing.assert_allclose(nll_scaled, nll_unit + np.log(scale), atol=0.05)
+
+
+def test_an_adapted_heads_floor_is_diag_shift_times_the_target_scale(rng):
+    y = 1e-9 * rng.normal(size=(500, 2))
+    head = mdn_layers.MixtureDensity(2, 1, "diag", diag_shift=1e-3).adapt(y)
+    model = _model(head)
+    params = np.array(model.layers[-1].bias)
+    params[:] = -60.0                                        # every scale at its floor
+    model.layers[-1].bias.assign(params)
+    model.layers[-1].kernel.assign(np.zeros(model.layers[-1].kernel.shape))
+    mixture = mdn_layers.predict_mixture(model, np.zeros((1, 3), "float32"))
+    std = mixture.components_distribution.stddev().numpy()[0, 0]
+    np.testing.assert_allclose(std, 1e-3 * np.asarray(head.target_scale), rtol=1e-4)
+    assert head.mixture_config()["diag_shift"] == 0.0      # folded into the params
+    assert head.get_config()["diag_shift"] == 1e-3          # the argument as given

@@ -246,3 +246,24 @@ def test_tf_keras_loss_checks_width_and_finiteness(rng):
         tfp_layers.negative_log_likelihood(np.zeros((4, 1), "float32"), mixture)
     with pytest.raises(ValueError, match="NaN or inf"):
         tfp_layers.negative_log_likelihood(np.full((4, 2), np.nan, "float32"), mixture)
+
+
+def test_adapt_after_the_tf_keras_model_ran_raises_and_adapt_before_takes_effect(rng):
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = rng.normal(1000, 100, size=(64, 2))
+
+    def model(head):
+        tf_keras.utils.set_random_seed(0)
+        return tf_keras.Sequential([tf_keras.Input((3,)),
+                                    tf_keras.layers.Dense(8, activation="tanh"), head])
+
+    ran = model(tfp_layers.MixtureDensity(2, 3))
+    ran.predict(x, verbose=0)                     # a traced run, cached by tf_keras
+    with pytest.raises(RuntimeError, match="already run in a model unadapted"):
+        ran.layers[-1].adapt(y)
+    assert ran.layers[-1].target_loc is None
+    # Putting the model together is not a run: adapt afterwards shows in predict.
+    head = tfp_layers.MixtureDensity(2, 3)
+    built = model(head)
+    head.adapt(y)
+    assert np.all(np.abs(built.predict(x, verbose=0).mean(0) - 1000) < 300)  # unadapted: ~0
