@@ -27,8 +27,10 @@ from mdn_layers.analysis import tf_ops
 from mdn_layers.analysis.mixtures import (
     MixtureParts,
     build_distribution,
+    joined_parts,
     mixture_parts,
     require_vector_event,
+    row_chunks,
 )
 from mdn_layers.core import densities, triangular, validation
 
@@ -178,6 +180,13 @@ def condition(dist: "tfd.Distribution", indices: "Sequence[int]",
     if not observed:
         return dist
     values = _check_values(values, len(observed), parts.dtype)
+    return build_distribution(joined_parts(
+        [_conditioned_parts(chunk, observed, chunk_values)
+         for _, chunk, chunk_values in row_chunks(parts, values)]))
+
+
+def _conditioned_parts(parts, observed, values):
+    """:class:`MixtureParts` of :func:`condition` (checked ``observed``, ``values``)."""
     unobserved = [d for d in range(parts.event_size) if d not in observed]
     values_scale = _values_scale(values)
     residual = (values[..., tf.newaxis, :] / values_scale
@@ -204,8 +213,7 @@ def condition(dist: "tfd.Distribution", indices: "Sequence[int]",
         loc = _gather_dims(parts.loc, unobserved) + shift * values_scale
     log_weights = _posterior_log_weights(parts.log_weights, z, values_scale, log_det,
                                          num_observed)
-    return build_distribution(
-        _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single))
+    return _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single)
 
 
 def marginalize(dist: "tfd.Distribution", indices: "Sequence[int]") -> "tfd.Distribution":

@@ -98,6 +98,17 @@ def _normal_parts(dist):
     return loc, scale, diagonal, False
 
 
+def _upper_is_zero(tril):
+    """Whether the entries above the diagonal of ``tril`` ``[..., D, D]`` are all 0 (TFP's
+    triangular operators ignore them), checked in row chunks so no full copy is made."""
+    size = tril.shape[-1]
+    upper = tf.constant(np.triu(np.ones([size, size]), 1), tril.dtype)
+    flat = tf.reshape(tril, [-1, size, size])
+    step = max(1, layout.CHUNK_BYTES // (size * size * tril.dtype.size))
+    return not any(bool(tf.reduce_any(flat[start:start + step] * upper != 0))
+                   for start in range(0, flat.shape[0], step))
+
+
 def _multivariate_normal_parts(dist):
     """(loc ``[..., D]``, scale, diagonal) of a multivariate normal."""
     if _is(dist, "MultivariateNormalLinearOperator"):
@@ -112,8 +123,12 @@ def _multivariate_normal_parts(dist):
             # columns gives the same covariance with the positive diagonal used downstream.
             # One masked multiply: `to_dense` is a band_part, several times slower on CPU.
             raw = tf.convert_to_tensor(operator.tril)
+            signs = tf.sign(tf.linalg.diag_part(raw))
+            if (tf.executing_eagerly() and raw.shape == loc.shape + loc.shape[-1:]
+                    and bool(tf.reduce_all(signs >= 0)) and _upper_is_zero(raw)):
+                return loc, raw, False  # the usual case (our layers' factors): no copy
             lower = tf.constant(np.tril(np.ones([raw.shape[-1]] * 2)), raw.dtype)
-            flip = lower * tf.sign(tf.linalg.diag_part(raw))[..., tf.newaxis, :]
+            flip = lower * signs[..., tf.newaxis, :]
             return loc, tf.broadcast_to(raw * flip, batch_and_matrix), False
         scale = tf.broadcast_to(operator.to_dense(), batch_and_matrix)
         if isinstance(operator, (tf.linalg.LinearOperatorIdentity,
@@ -252,7 +267,7 @@ def _split_params(params, event_size, num_components, covariance, diag_shift):
     if isinstance(params, np.ndarray) and params.ndim >= 2 and len(params) > rows:
         # Many rows of host params: split them chunk by chunk, so the split's
         # intermediates stay chunk-sized, then join the parts once.
-        return _joined_parts(
+        return joined_parts(
             [_split_params(params[start:start + rows], event_size, num_components,
                            covariance, diag_shift)
              for start in range(0, len(params), rows)])
@@ -266,13 +281,36 @@ def _split_params(params, event_size, num_components, covariance, diag_shift):
                         diagonal=covariance != "full")
 
 
-def _joined_parts(pieces):
+def joined_parts(pieces):
     """One :class:`MixtureParts` from pieces along the first batch axis."""
     if len(pieces) == 1:
         return pieces[0]
-    joined = [tf.concat([getattr(piece, field) for piece in pieces], axis=0)
-              for field in ("log_weights", "loc", "scale")]
-    return MixtureParts(*joined, diagonal=pieces[0].diagonal)
+    return pieces[0]._replace(**{
+        field: tf.concat([getattr(piece, field) for piece in pieces], axis=0)
+        for field in ("log_weights", "loc", "scale")})
+
+
+def row_chunks(parts, values=None, copies=1):
+    """Yields ``(start, parts chunk, values chunk)`` over the first batch axis of ``parts``,
+    about :data:`mdn_layers.core.layout.CHUNK_BYTES` of parts each, so that what a routine
+    builds for every row (Cholesky copies, whitened residuals) exists for one chunk at a
+    time. ``values`` ``[N, ...]`` are cut with the rows; values that broadcast (fewer axes
+    than the batch and event, or None) go whole to every chunk. One chunk, the whole input,
+    in graph mode, for a batch of unknown size or values with other leading axes.
+    ``copies``: how many times a row's parts a routine builds per row (draws per row)."""
+    batch = parts.log_weights.shape[:-1]
+    row_bytes = parts.dtype.size * sum(int(np.prod(tensor.shape[1:])) for tensor in parts[:3])
+    step = max(1, layout.CHUNK_BYTES // max(row_bytes * copies, 1))
+    sliced = values is not None and values.shape.rank == batch.rank + 1
+    if (not tf.executing_eagerly() or batch.rank < 1 or batch[0] is None or batch[0] <= step
+            or (sliced and values.shape[0] != batch[0])):
+        yield 0, parts, values
+        return
+    for start in range(0, batch[0], step):
+        rows = slice(start, start + step)
+        yield start, parts._replace(log_weights=parts.log_weights[rows], loc=parts.loc[rows],
+                                    scale=parts.scale[rows]), (values[rows] if sliced
+                                                               else values)
 
 
 def mixture_from_param_chunks(chunks, event_size, num_components, covariance="full",
@@ -283,7 +321,7 @@ def mixture_from_param_chunks(chunks, event_size, num_components, covariance="fu
     event_size, num_components, covariance = validation.check_mixture_config(
         event_size, num_components, covariance)
     diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
-    return build_distribution(_joined_parts(
+    return build_distribution(joined_parts(
         [_split_params(params, event_size, num_components, covariance, diag_shift)
          for params in chunks]))
 
@@ -324,7 +362,18 @@ def component_log_prob(parts, values):
                                        tf.cast(values, parts.dtype))
 
 
+def in_row_chunks(function, parts, values):
+    """``function(parts, values)`` (a tensor whose first axis is the rows) over
+    :func:`row_chunks`, concatenated."""
+    pieces = [function(chunk, chunk_values)
+              for _, chunk, chunk_values in row_chunks(parts, values)]
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
+
+
 def log_prob(parts, values):
-    """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space throughout)."""
-    return densities.mixture_log_prob(tf_ops, parts.log_weights, parts.loc, parts.scale,
-                                     parts.diagonal, tf.cast(values, parts.dtype))
+    """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space
+    throughout; eagerly, in row chunks)."""
+    return in_row_chunks(
+        lambda chunk, chunk_values: densities.mixture_log_prob(
+            tf_ops, chunk.log_weights, chunk.loc, chunk.scale, chunk.diagonal, chunk_values),
+        parts, tf.cast(values, parts.dtype))

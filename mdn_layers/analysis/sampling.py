@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from mdn_layers.analysis import tf_ops
-from mdn_layers.analysis.mixtures import event_result, mixture_parts
+from mdn_layers.analysis.mixtures import event_result, mixture_parts, row_chunks
 from mdn_layers.core import validation
 from mdn_layers.core.draws import draw
 
@@ -96,14 +96,21 @@ def sample(dist: "tfd.Distribution", sample_shape: "int | Sequence[int]" = (),
     loc = tf.reshape(parts.loc, [-1, num_components, event_size])
     scale = tf.reshape(parts.scale, [-1, num_components, event_size]
                        + ([] if parts.diagonal else [event_size]))
-    num_batch = tf.shape(log_weights)[0]
-    uniform = tf.random.stateless_uniform(
-        [num_batch, num_samples, num_components], seed=component_seed,
-        minval=np.finfo(np.float32).tiny, maxval=1.0, dtype=parts.dtype)
-    noise = tf.random.stateless_normal([num_batch, num_samples, event_size],
-                                       seed=noise_seed, dtype=parts.dtype)
-    draws = draw(tf_ops, log_weights, loc, scale, parts.diagonal, uniform, noise,
-                          temperature, sigma_temperature)
+    flat = parts._replace(log_weights=log_weights, loc=loc, scale=scale)
+    pieces = []
+    for start, chunk, _ in row_chunks(flat, copies=max(1, num_samples)):
+        # Rows after the first chunk draw from seeds folded with their first row.
+        seeds = [seed if start == 0 else tf.random.experimental.stateless_fold_in(seed, start)
+                 for seed in (component_seed, noise_seed)]
+        num_batch = tf.shape(chunk.log_weights)[0]
+        uniform = tf.random.stateless_uniform(
+            [num_batch, num_samples, num_components], seed=seeds[0],
+            minval=np.finfo(np.float32).tiny, maxval=1.0, dtype=parts.dtype)
+        noise = tf.random.stateless_normal([num_batch, num_samples, event_size],
+                                           seed=seeds[1], dtype=parts.dtype)
+        pieces.append(draw(tf_ops, chunk.log_weights, chunk.loc, chunk.scale,
+                           parts.diagonal, uniform, noise, temperature, sigma_temperature))
+    draws = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
     # [Bf, N, D] -> [N, Bf, D] -> [*S, *B, D]
     draws = tf.transpose(draws, [1, 0, 2])
     return event_result(parts, tf.reshape(draws, tf.concat(

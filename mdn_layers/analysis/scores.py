@@ -8,7 +8,13 @@ import numpy as np
 import tensorflow as tf
 
 from mdn_layers.analysis import tf_ops
-from mdn_layers.analysis.mixtures import check_values, event_result, log_prob, mixture_parts
+from mdn_layers.analysis.mixtures import (
+    check_values,
+    event_result,
+    in_row_chunks,
+    log_prob,
+    mixture_parts,
+)
 from mdn_layers.analysis.sampling import sample
 from mdn_layers.analysis.summaries import cdf, marginal_parts, quantile
 from mdn_layers.core import densities, marginals, validation
@@ -27,8 +33,10 @@ def nll(dist, values, allow_missing=False):
     values = tf.convert_to_tensor(np.asarray(values), parts.dtype)
     if values.shape.rank == 0 or values.shape[-1] != parts.event_size:
         return -log_prob(parts, check_values(parts, values))  # its checks name the problem
-    return -densities.observed_log_prob(tf_ops, parts.log_weights, parts.loc, parts.scale,
-                                        parts.diagonal, values)
+    return -in_row_chunks(
+        lambda chunk, chunk_values: densities.observed_log_prob(
+            tf_ops, chunk.log_weights, chunk.loc, chunk.scale, chunk.diagonal, chunk_values),
+        parts, values)
 
 
 def crps(dist, values):

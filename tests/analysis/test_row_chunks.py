@@ -1,0 +1,73 @@
+"""Many rows are analysed in row chunks (bounded memory): chunked results against scipy,
+draws that do not repeat across chunks, a factor's upper triangle still ignored."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+from conftest import random_mixture, scipy_mixture_logpdf
+
+import mdn_layers
+from mdn_layers.analysis import mixtures
+from mdn_layers.core import layout
+
+tfd = tfp.distributions
+ROWS, D, K = 120, 3, 4
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """About 9 rows per chunk (so 14 chunks of the 120 rows)."""
+    monkeypatch.setattr(layout, "CHUNK_BYTES", 9 * 8 * K * (1 + D + D * D))
+
+
+def _batch(rng):
+    parts = [random_mixture(rng, K, D) for _ in range(ROWS)]
+    weights, means, covs = (np.stack(p) for p in zip(*parts))
+    dist = tfd.MixtureSameFamily(
+        tfd.Categorical(probs=weights),
+        tfd.MultivariateNormalTriL(means, np.linalg.cholesky(covs)))
+    return parts, dist
+
+
+def test_the_rows_are_cut_into_chunks(rng, small_chunks):
+    _, dist = _batch(rng)
+    starts = [start for start, _, _ in mixtures.row_chunks(mixtures.mixture_parts(dist))]
+    assert len(starts) > 10 and starts[1] == 9
+
+
+def test_chunked_nll_and_condition_equal_scipy(rng, small_chunks):
+    parts, dist = _batch(rng)
+    y = rng.normal(size=(ROWS, D))
+    expected = np.array([scipy_mixture_logpdf(y[i:i + 1], *parts[i])[0] for i in range(ROWS)])
+    np.testing.assert_allclose(mdn_layers.scores.nll(dist, y).numpy(), -expected, rtol=1e-9)
+    # p(y1, y2 | y0) = p(y) / p(y0), p(y0) from the first row and column of each covariance
+    given = mdn_layers.condition(dist, [0], y[:, :1])
+    marginal = np.array([scipy_mixture_logpdf(y[i:i + 1, :1], w, m[:, :1], c[:, :1, :1])[0]
+                         for i, (w, m, c) in enumerate(parts)])
+    np.testing.assert_allclose(given.log_prob(y[:, 1:]).numpy(), expected - marginal,
+                               rtol=1e-8, atol=1e-9)
+
+
+def test_chunked_draws_are_fresh_in_every_chunk_and_reproducible(rng, small_chunks):
+    weights, means, covs = random_mixture(rng, K, D)
+    dist = tfd.MixtureSameFamily(   # the same mixture in every row
+        tfd.Categorical(probs=np.tile(weights, (ROWS, 1))),
+        tfd.MultivariateNormalTriL(np.tile(means, (ROWS, 1, 1)),
+                                   np.tile(np.linalg.cholesky(covs), (ROWS, 1, 1, 1))))
+    draws = mdn_layers.sample(dist, 50, seed=3).numpy()            # [50, ROWS, D]
+    assert len(np.unique(draws[0, :, 0])) == ROWS                   # no chunk repeats one
+    np.testing.assert_array_equal(draws, mdn_layers.sample(dist, 50, seed=3).numpy())
+    mean = np.einsum("k,kd->d", weights, means)
+    pooled = draws.reshape(-1, D)
+    standard_error = pooled.std(0) / np.sqrt(len(pooled))
+    assert np.all(np.abs(pooled.mean(0) - mean) < 5 * standard_error)
+
+
+def test_a_factor_with_entries_above_its_diagonal_is_read_as_its_lower_triangle(rng):
+    tril = np.tril(rng.normal(size=(5, 2, D, D))) + 2 * np.eye(D)
+    noisy = tril + np.triu(rng.normal(size=tril.shape), 1)   # TFP ignores the upper part
+    dist = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros((5, 2))),
+                                 tfd.MultivariateNormalTriL(np.zeros((5, 2, D)), noisy))
+    np.testing.assert_array_equal(mixtures.mixture_parts(dist).scale.numpy(), tril)
+    assert tf.executing_eagerly()
