@@ -101,6 +101,7 @@ print(json.dumps({"peak": peak - before, "mixture_mb": rows * k * (1 + d + d * d
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="Linux /proc only")
 def test_many_rows_are_scored_conditioned_and_sampled_in_bounded_memory():
     """Peak memory above the mixture itself stays a fraction of its size (it was about twice
