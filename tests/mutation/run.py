@@ -28,7 +28,7 @@ MUTANTS = {
         "\"diag_shift\")", "self.diag_shift = 1e-5",
         "tests/training/test_layer.py -k diag_shift"),
     "energy spread weighted 1": (
-        "densities.py", "return (to_value - 0.5 * spread) / first.shape[0]",
+        "marginals.py", "return (to_value - 0.5 * spread) / first.shape[0]",
         "return (to_value - spread) / first.shape[0]",
         "tests/training/test_metrics.py tests/analysis/test_scores.py"),
     "metrics ignore sample_weight": (
@@ -52,7 +52,7 @@ MUTANTS = {
         "    return tf.fill([num_members], tf.constant(-np.log(num_members), dtype))",
         "tests/analysis/test_ensembles.py"),
     "Givens rotation sign flipped": (
-        "densities.py", "-s * p if p is not None else None", "s * p if p is not None else None",
+        "triangular.py", "-s * p if p is not None else None", "s * p if p is not None else None",
         "tests/analysis/test_mixtures.py -k permuted"),
     "loss broadcasts mis-ranked targets": (
         "targets.py", "        if len(leading_true) != len(leading_pred) or any(",
@@ -81,14 +81,13 @@ MUTANTS = {
         "metrics.py", "            ops.reshape(observed, (-1, self.event_size)))",
         "            None)", "tests/training/test_metrics.py"),
     "one-SE rule picks the smallest level": (
-        "tabular.py", "    return max(level for level in means if means[level] <= means[best] + "
-        "standard_error)", "    return min(level for level in means if means[level] <= "
-        "means[best] + standard_error)", "tests/training/test_schedule.py -k standard_error"),
+        "schedule.py", "def one_standard_error_choice(held_out_nll, simplest=max):",
+        "def one_standard_error_choice(held_out_nll, simplest=min):", "tests/training/test_schedule.py -k standard_error"),
     "one-SE rule ignores the error": (
-        "tabular.py", "means[level] <= means[best] + standard_error)",
+        "schedule.py", "means[level] <= means[best] + standard_error)",
         "means[level] <= means[best])", "tests/training/test_schedule.py -k standard_error"),
     "noisy inputs at prediction time too": (
-        "tabular.py", "        layers.append(keras.layers.GaussianNoise(input_noise))",
+        "networks.py", "        layers.append(keras.layers.GaussianNoise(input_noise))",
         "        layers.append(keras.layers.Lambda(lambda t: t + input_noise))",
         "tests/training/test_tabular.py -k raw_units"),
 }
