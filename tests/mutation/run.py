@@ -82,7 +82,8 @@ MUTANTS = {
         "            None)", "tests/training/test_metrics.py"),
     "one-SE rule picks the smallest level": (
         "schedule.py", "def one_standard_error_choice(held_out_nll, simplest=max):",
-        "def one_standard_error_choice(held_out_nll, simplest=min):", "tests/training/test_schedule.py -k standard_error"),
+        "def one_standard_error_choice(held_out_nll, simplest=min):",
+        "tests/training/test_schedule.py -k standard_error"),
     "one-SE rule ignores the error": (
         "schedule.py", "means[level] <= means[best] + standard_error)",
         "means[level] <= means[best])", "tests/training/test_schedule.py -k standard_error"),
