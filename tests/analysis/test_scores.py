@@ -127,3 +127,16 @@ def test_energy_score_over_the_observed_dims_only(rng):
         to_value = np.linalg.norm(first[:, row, dims] - values[row, dims], axis=-1).mean()
         spread = np.linalg.norm(first[:, row, dims] - second[:, row, dims], axis=-1).mean()
         np.testing.assert_allclose(found.numpy()[row], to_value - 0.5 * spread, rtol=1e-10)
+
+
+def test_batched_crps_matches_scoringrules_per_row_and_dim(rng):
+    import scoringrules
+    weights, means, covs = random_mixture(rng, 3, 2, batch=(4,))
+    y = rng.normal(0, 2, size=(4, 2))
+    found = scores.crps(tfp_mixture(weights, means, covs), y).numpy()
+    assert found.shape == (4, 2)
+    for row in range(4):
+        for dim in range(2):
+            expected = scoringrules.crps_mixnorm(
+                y[row, dim], means[row, :, dim], np.sqrt(covs[row, :, dim, dim]), weights[row])
+            np.testing.assert_allclose(found[row, dim], expected, rtol=1e-8)
