@@ -210,6 +210,50 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+def _row(rows, table, method):
+    return next((row for row in rows if row["table"] == table and row["method"] == method), None)
+
+
+def targets(rows, members=5):
+    """Markdown lines: the standard-table targets, met or missed and by how much. Wine counts
+    with its honest variants (the better of floored and dequantised)."""
+    ensemble, single = f"mdn_layers ensemble of {members}", "mdn_layers single"
+
+    def score(table, method):
+        found = [_row(rows, table, name) for name in (method, f"{method} (dequantized, cell NLL)")]
+        found = [row["mean"] for row in found if row is not None]
+        return min(found) if found else None
+
+    tables = [table for table in PUBLISHED if score(table, ensemble) is not None]
+    beats = {method: [t for t in tables if score(t, method) < PUBLISHED[t][0]]
+             for method in (ensemble, single)}
+    best = [t for t in tables if score(t, ensemble) < BEST_PUBLISHED[t]]
+
+    def missed(method, reference):
+        return ", ".join(f"{t} {score(t, method):.3f} vs {reference[t]:.2f}"
+                         for t in tables if score(t, method) >= reference[t]) or "none"
+
+    deep_ensembles = {t: PUBLISHED[t][0] for t in PUBLISHED}
+    lines = [f"* ensemble beats Deep Ensembles on {len(beats[ensemble])} of {len(tables)} "
+             f"(target: all nine; missed: {missed(ensemble, deep_ensembles)})",
+             f"* ensemble beats the best published number on {len(best)} of {len(tables)} "
+             f"(target: at least five; {', '.join(best) or 'none'})",
+             f"* single model beats Deep Ensembles on {len(beats[single])} of {len(tables)} "
+             f"(target: at least seven; missed: {missed(single, deep_ensembles)})"]
+    for table, goal in (("boston", 2.30), ("concrete", 2.85)):
+        if score(table, ensemble) is not None:
+            value = score(table, ensemble)
+            lines.append(f"* {table} ensemble {value:.3f} (target <= {goal:.2f}: "
+                         f"{'met' if value <= goal else f'missed by {value - goal:.3f}'})")
+    outside = [f"{row['table']} {row['method']} {row['coverage']:.1%}" for row in rows
+               if row["coverage"] is not None and row["method"].startswith("mdn_layers")
+               and not 0.85 <= row["coverage"] <= 0.95
+               and not (row["table"] == "wine" and "dequantized" not in row["method"])]
+    lines.append("* 90% intervals outside 85-95% (wine on its dequantised variant): "
+                 + ("; ".join(outside) or "none"))
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", default=list(uci.TABLES), choices=uci.TABLES)
@@ -250,7 +294,7 @@ def main():
     rows = summarise(results)
     header = (f"Standard splits; {machine()}; Keras {keras.__version__} on "
               f"{keras.backend.backend()}; members {args.members}")
-    table = markdown(rows)
+    table = markdown(rows) + "\n\nTargets:\n\n" + "\n".join(targets(rows, args.members))
     print(header + "\n" + table)
     write_json(args.json, {"machine": machine(), "backend": keras.backend.backend(),
                            "members": args.members, "max_epochs": args.max_epochs}, rows)

@@ -97,7 +97,9 @@ def test_uci_benchmark_smoke_run_reports_every_method(tmp_path):
     started = __import__("time").perf_counter()
     subprocess.run(command, check=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
     assert __import__("time").perf_counter() - started < 60
-    assert "| wine | mdn_layers single |" in (tmp_path / "uci.md").read_text()
+    report = (tmp_path / "uci.md").read_text()
+    assert "| wine | mdn_layers single |" in report
+    assert "* ensemble beats Deep Ensembles on " in report and " of 2 (target: all nine" in report
 
 
 @pytest.mark.parametrize("name, rows, inputs, splits, train, test", [
@@ -136,3 +138,15 @@ def test_standard_tables_hold_their_known_targets():
 def _has(module):
     import importlib.util
     return importlib.util.find_spec(module) is not None
+
+
+def test_uci_targets_count_wine_by_its_better_honest_variant():
+    import bench_uci
+    rows = [{"table": "wine", "method": m, "mean": v, "coverage": c} for m, v, c in (
+        ("mdn_layers single", 1.13, 0.99), ("mdn_layers ensemble of 5", 1.12, 0.99),
+        ("mdn_layers single (dequantized, cell NLL)", 0.93, 0.93),
+        ("mdn_layers ensemble of 5 (dequantized, cell NLL)", 0.90, 0.96))]
+    lines = bench_uci.targets(rows)
+    assert lines[0].startswith("* ensemble beats Deep Ensembles on 1 of 1")    # 0.90 < 0.94
+    assert "wine 0.930 vs 0.94" not in lines[2] and "on 1 of 1" in lines[2]
+    assert lines[-1].endswith("wine mdn_layers ensemble of 5 (dequantized, cell NLL) 96.0%")
