@@ -230,3 +230,16 @@ def test_unvalidated_arguments_now_raise(call, name):
 def test_non_distributions_get_a_type_error():
     with pytest.raises(TypeError, match="Gaussian mixture"):
         mdn_layers.condition(np.zeros(3), [0], [1.0])
+
+
+def test_log_prob_of_draws_with_a_sample_axis_matches_tfp(rng):
+    """Values ``[S, N, D]`` against a batch of ``N`` mixtures: the components' axis is the
+    last of the joint ``[S, N, K]``, not its second."""
+    from conftest import random_mixture, tfp_mixture
+
+    from mdn_layers.analysis import mixtures
+    weights, means, covs = random_mixture(rng, 3, 2, batch=(4,))
+    dist = tfp_mixture(weights, means, covs)
+    values = rng.normal(size=(5, 4, 2))
+    found = mixtures.log_prob(mixtures.mixture_parts(dist), values)
+    np.testing.assert_allclose(found.numpy(), dist.log_prob(values).numpy(), rtol=1e-10)

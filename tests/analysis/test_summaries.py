@@ -106,3 +106,19 @@ def test_quantile_validation(rng):
         mdn_layers.quantile(mixture, 1.0)
     with pytest.raises(ValueError, match="level"):
         mdn_layers.central_interval(mixture, 1.5)
+
+
+@pytest.mark.parametrize("loc,scale", [(0.0, 1e-3), (1e3, 1e-3), (0.0, 50.0), (-3e4, 2e3)])
+def test_quantiles_of_narrow_wide_and_far_mixtures_against_scipy(loc, scale):
+    """The bisection's bracket follows the components' own scale and place."""
+    weights = np.array([0.3, 0.7])
+    means = loc + scale * np.array([[-1.0], [2.0]])
+    covs = (scale * np.array([0.5, 1.5]))[:, None, None] ** 2
+    probs = [0.05, 0.5, 0.95]
+    found = mdn_layers.quantile(tfp_mixture(weights, means, covs), probs).numpy()[:, 0]
+    sds = np.sqrt(covs[:, 0, 0])
+    for prob, value in zip(probs, found):
+        reference = optimize.brentq(
+            lambda v, p=prob: numpy_cdf(weights, means[:, 0], sds, v) - p,
+            loc - 20 * scale, loc + 20 * scale, xtol=1e-12 * scale)
+        np.testing.assert_allclose(value, reference, rtol=0, atol=1e-7 * scale)
