@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
-from conftest import random_mixture, tfp_mixture
+from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
 from scipy import integrate, stats
 
 import mdn_layers
@@ -140,3 +140,23 @@ def test_batched_crps_matches_scoringrules_per_row_and_dim(rng):
             expected = scoringrules.crps_mixnorm(
                 y[row, dim], means[row, :, dim], np.sqrt(covs[row, :, dim, dim]), weights[row])
             np.testing.assert_allclose(found[row, dim], expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize("event_size", [3, 10])   # unrolled, and beyond the unrolled sizes
+def test_nll_with_missing_targets_is_the_observed_marginal_against_scipy(rng, event_size):
+    rows = 6
+    weights, means, covs = random_mixture(rng, 2, event_size, batch=(rows,))
+    y = rng.normal(size=(rows, event_size))
+    missing = rng.random((rows, event_size)) < 0.4
+    missing[0] = False                      # every dim observed
+    missing[1] = True                       # none observed: 0
+    found = scores.nll(tfp_mixture(weights, means, covs), np.where(missing, np.nan, y),
+                       allow_missing=True).numpy()
+    for row in range(rows):
+        seen = ~missing[row]
+        if not seen.any():
+            assert found[row] == 0
+            continue
+        expected = -scipy_mixture_logpdf(y[row:row + 1, seen], weights[row],
+                                         means[row][:, seen], covs[row][:, seen][:, :, seen])
+        np.testing.assert_allclose(found[row], expected[0], rtol=1e-9)
