@@ -129,34 +129,37 @@ def test_energy_score_over_the_observed_dims_only(rng):
         np.testing.assert_allclose(found.numpy()[row], to_value - 0.5 * spread, rtol=1e-10)
 
 
-def test_batched_crps_matches_scoringrules_per_row_and_dim(rng):
+@pytest.mark.parametrize("batch", [(4,), (2, 2)])
+def test_batched_crps_matches_scoringrules_per_row_and_dim(rng, batch):
     import scoringrules
-    weights, means, covs = random_mixture(rng, 3, 2, batch=(4,))
-    y = rng.normal(0, 2, size=(4, 2))
-    found = scores.crps(tfp_mixture(weights, means, covs), y).numpy()
-    assert found.shape == (4, 2)
-    for row in range(4):
+    weights, means, covs = random_mixture(rng, 3, 2, batch=batch)
+    y = rng.normal(0, 2, size=batch + (2,))
+    found = scores.crps(tfp_mixture(weights, means, covs), y).numpy().reshape(-1, 2)
+    flat = [a.reshape((-1,) + a.shape[len(batch):]) for a in (weights, means, covs, y)]
+    for row, (w, m, c, value) in enumerate(zip(*flat)):
         for dim in range(2):
-            expected = scoringrules.crps_mixnorm(
-                y[row, dim], means[row, :, dim], np.sqrt(covs[row, :, dim, dim]), weights[row])
+            expected = scoringrules.crps_mixnorm(value[dim], m[:, dim], np.sqrt(c[:, dim, dim]),
+                                                 w)
             np.testing.assert_allclose(found[row, dim], expected, rtol=1e-8)
 
 
+@pytest.mark.parametrize("batch", [(6,), (2, 3)])
 @pytest.mark.parametrize("event_size", [3, 10])   # unrolled, and beyond the unrolled sizes
-def test_nll_with_missing_targets_is_the_observed_marginal_against_scipy(rng, event_size):
-    rows = 6
-    weights, means, covs = random_mixture(rng, 2, event_size, batch=(rows,))
-    y = rng.normal(size=(rows, event_size))
-    missing = rng.random((rows, event_size)) < 0.4
-    missing[0] = False                      # every dim observed
-    missing[1] = True                       # none observed: 0
+def test_nll_with_missing_targets_is_the_observed_marginal_against_scipy(rng, event_size,
+                                                                        batch):
+    weights, means, covs = random_mixture(rng, 2, event_size, batch=batch)
+    y = rng.normal(size=batch + (event_size,))
+    missing = rng.random(batch + (event_size,)) < 0.4
+    missing.reshape(-1, event_size)[0] = False       # every dim observed
+    missing.reshape(-1, event_size)[1] = True        # none observed: 0
     found = scores.nll(tfp_mixture(weights, means, covs), np.where(missing, np.nan, y),
                        allow_missing=True).numpy()
-    for row in range(rows):
-        seen = ~missing[row]
+    assert found.shape == batch
+    flat = [a.reshape((-1,) + a.shape[len(batch):]) for a in (weights, means, covs, y, missing)]
+    for row, (w, m, c, value, gone) in enumerate(zip(*flat)):
+        seen = ~gone
         if not seen.any():
-            assert found[row] == 0
+            assert found.reshape(-1)[row] == 0
             continue
-        expected = -scipy_mixture_logpdf(y[row:row + 1, seen], weights[row],
-                                         means[row][:, seen], covs[row][:, seen][:, :, seen])
-        np.testing.assert_allclose(found[row], expected[0], rtol=1e-9)
+        expected = -scipy_mixture_logpdf(value[None, seen], w, m[:, seen], c[:, seen][:, :, seen])
+        np.testing.assert_allclose(found.reshape(-1)[row], expected[0], rtol=1e-9)
