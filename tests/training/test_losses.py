@@ -143,3 +143,22 @@ def test_missing_target_loss_on_thin_components_matches_float64(thin):
         ours = keras.ops.convert_to_numpy(loss.call(row[None].astype("float32"),
                                                     params.astype("float32")))
         np.testing.assert_allclose(ours[0], reference, rtol=0, atol=2e-3)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("event_size", [3, 10])   # unrolled, and beyond the unrolled sizes
+def test_missing_target_loss_is_the_observed_marginal_against_scipy(rng, event_size):
+    rows = 5
+    mixtures = [random_mixture(rng, 2, event_size) for _ in range(rows)]
+    params = np.stack([params_for(*mixture, "full") for mixture in mixtures])
+    y = rng.normal(size=(rows, event_size))
+    missing = rng.random((rows, event_size)) < 0.4
+    missing[0] = False
+    missing[1] = np.arange(event_size) > 0     # one dim observed
+    loss = mdn_layers.MixtureNLL(event_size, 2, allow_missing=True, dtype="float64")
+    found = keras.ops.convert_to_numpy(loss.call(np.where(missing, np.nan, y), params))
+    for row, (weights, means, covs) in enumerate(mixtures):
+        seen = ~missing[row]
+        expected = -scipy_mixture_logpdf(y[row:row + 1, seen], weights, means[:, seen],
+                                         covs[:, seen][:, :, seen])
+        np.testing.assert_allclose(found[row], expected[0], rtol=1e-6)
