@@ -302,8 +302,12 @@ def row_chunks(parts, values=None, copies=1):
     row_bytes = parts.dtype.size * sum(int(np.prod(tensor.shape[1:])) for tensor in parts[:3])
     step = max(1, layout.CHUNK_BYTES // max(row_bytes * copies, 1))
     sliced = values is not None and values.shape.rank == batch.rank + 1
-    if (not tf.executing_eagerly() or batch.rank < 1 or batch[0] is None or batch[0] <= step
-            or (sliced and values.shape[0] != batch[0])):
+    cuttable = (tf.executing_eagerly() and batch.rank >= 1 and batch[0] is not None
+                and batch[0] > step
+                and all(tensor.shape[0] == batch[0] for tensor in (parts.loc, parts.scale))
+                and (values is None or values.shape.rank <= batch.rank
+                     or (sliced and values.shape[0] == batch[0])))
+    if not cuttable:
         yield 0, parts, values
         return
     for start in range(0, batch[0], step):

@@ -51,6 +51,16 @@ def test_chunked_nll_and_condition_equal_scipy(rng, small_chunks):
                                rtol=1e-8, atol=1e-9)
 
 
+def test_values_with_a_sample_axis_or_broadcast_are_not_cut(rng, small_chunks):
+    parts, dist = _batch(rng)
+    draws = rng.normal(size=(3, ROWS, D))                      # [S, N, D]: one pass
+    np.testing.assert_allclose(mdn_layers.scores.nll(dist, draws).numpy(),
+                               -dist.log_prob(draws).numpy(), rtol=1e-10)
+    point = rng.normal(size=D)                                 # [D]: every chunk
+    np.testing.assert_allclose(mdn_layers.scores.nll(dist, point).numpy(),
+                               -dist.log_prob(point).numpy(), rtol=1e-10)
+
+
 def test_chunked_draws_are_fresh_in_every_chunk_and_reproducible(rng, small_chunks):
     weights, means, covs = random_mixture(rng, K, D)
     dist = tfd.MixtureSameFamily(   # the same mixture in every row
