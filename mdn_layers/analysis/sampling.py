@@ -100,8 +100,8 @@ def sample(dist: "tfd.Distribution", sample_shape: "int | Sequence[int]" = (),
     pieces = []
     for start, chunk, _ in row_chunks(flat, copies=max(1, num_samples)):
         # Rows after the first chunk draw from seeds folded with their first row.
-        seeds = [seed if start == 0 else tf.random.experimental.stateless_fold_in(seed, start)
-                 for seed in (component_seed, noise_seed)]
+        seeds = [base if start == 0 else tf.random.experimental.stateless_fold_in(base, start)
+                 for base in (component_seed, noise_seed)]
         num_batch = tf.shape(chunk.log_weights)[0]
         uniform = tf.random.stateless_uniform(
             [num_batch, num_samples, num_components], seed=seeds[0],

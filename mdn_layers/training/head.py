@@ -135,14 +135,14 @@ class MixtureHead(MixtureConfig):
         floors (heads with neither pass through)."""
         if self._target_loc is None and self.target_floor is None:
             return params
-        if self._target_loc is None:
-            return layout.rescale_params(
-                self._ops, params, self.event_size, self.num_components, self.covariance,
-                np.zeros(self.event_size), np.ones(self.event_size), floor=self.target_floor)
+        if self._target_loc is None:   # a floor alone: the params' own units
+            loc, scale, relative = np.zeros(self.event_size), np.ones(self.event_size), 0.0
+        else:
+            loc, scale = self.target_loc_weight, self.target_scale_weight
+            relative = self.diag_shift
         return layout.rescale_params(
             self._ops, params, self.event_size, self.num_components, self.covariance,
-            self.target_loc_weight, self.target_scale_weight, floor=self.target_floor,
-            relative_floor=self.diag_shift)
+            loc, scale, floor=self.target_floor, relative_floor=relative)
 
     def _build_target_weights(self):
         """Creates the non-trainable ``target_loc`` and ``target_scale`` weights of an adapted
