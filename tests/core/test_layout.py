@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
-from conftest import params_for, random_mixture, restrict_covariance, scipy_mixture_logpdf
+from conftest import (
+    DIAG_SHIFT,
+    params_for,
+    random_mixture,
+    restrict_covariance,
+    scipy_mixture_logpdf,
+)
 
 import mdn_layers
 from mdn_layers.analysis import mixtures, tf_ops
@@ -126,3 +132,88 @@ def test_rescaled_entries_far_below_zero_keep_finite_values_and_gradients():
         np.testing.assert_allclose(
             np.logaddexp(0.0, np.float64(mapped[0, position])),
             scale.numpy()[row] * np.logaddexp(0.0, np.float64(params[0, position])), rtol=1e-4)
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+@pytest.mark.parametrize("floor,relative_floor", [(None, 0.0), ([0.3, 0.02, 0.5], 0.0),
+                                                  (None, 0.25), ([0.3, 0.02, 0.5], 0.25)])
+def test_rescaled_params_are_the_affine_map_of_the_mixture(rng, covariance, floor,
+                                                           relative_floor):
+    """Closed form of the documented map: means ``loc + scale * mean``, Cholesky rows times
+    ``scale``, standard deviations ``scale * (softplus(x) + relative_floor) + floor +
+    diag_shift``; weights untouched. Raw entries far below zero (the exp branch) included."""
+    event_size, num_components, reader_shift = 3, 2, 1e-3
+    size = mdn_layers.params_size(event_size, num_components, covariance)
+    params = rng.normal(0.0, 2.0, size=(4, size))
+    params[1, ::3] = -45.0           # some entries far below zero, positive or not
+    params[2, 1::4] = -31.0
+    loc = np.array([1.5, -2.0, 0.25])
+    scale = np.full(3, 7.0) if covariance == "spherical" else np.array([7.0, 0.01, 300.0])
+    mapped = layout.rescale_params(tf_ops, tf.constant(params), event_size, num_components,
+                                   covariance, tf.constant(loc), tf.constant(scale),
+                                   floor=floor, relative_floor=relative_floor)
+    assert mapped.dtype == tf.float64 and mapped.shape == params.shape
+    old = mixtures.params_to_parts(params, event_size, num_components, covariance,
+                                   diag_shift=0.0)
+    new = mixtures.params_to_parts(mapped, event_size, num_components, covariance,
+                                   diag_shift=reader_shift)
+    np.testing.assert_allclose(new.log_weights, old.log_weights, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(new.loc, loc + scale * old.loc.numpy(), rtol=1e-10, atol=1e-12)
+    old_tril, new_tril = old.scale_tril().numpy(), new.scale_tril().numpy()
+    floors = np.zeros(3) if floor is None else np.asarray(floor)
+    if covariance == "spherical":
+        floors = np.full(3, floors[0])
+    expected = scale[:, None] * old_tril   # each Cholesky row scales with its target dim
+    diagonal = np.arange(event_size)
+    expected[..., diagonal, diagonal] = (scale * (old_tril[..., diagonal, diagonal]
+                                                  + relative_floor) + floors + reader_shift)
+    np.testing.assert_allclose(new_tril, expected, rtol=1e-7, atol=1e-300)
+
+
+def test_rescaled_mixture_density_is_the_change_of_variables(rng):
+    """``log p_new(loc + scale * y) = log p_old(y) - sum(log scale)``, against scipy: the
+    old reader's ``diag_shift`` passed as the relative floor, the new one reading none."""
+    weights, means, covs = random_mixture(rng, 3, 2)
+    params = params_for(weights, means, covs, "full")[None]
+    loc, scale = np.array([10.0, -3.0]), np.array([0.5, 40.0])
+    mapped = layout.rescale_params(tf_ops, tf.constant(params), 2, 3, "full",
+                                   tf.constant(loc), tf.constant(scale),
+                                   relative_floor=DIAG_SHIFT).numpy()
+    y = rng.normal(size=(5, 2))
+    new = mixtures.params_to_parts(mapped, 2, 3, "full", diag_shift=0.0)
+    new_covs = new.covariance().numpy()[0]
+    np.testing.assert_allclose(
+        scipy_mixture_logpdf(loc + scale * y, np.exp(new.log_weights.numpy()[0]),
+                             new.loc.numpy()[0], new_covs),
+        scipy_mixture_logpdf(y, weights, means, covs) - np.log(scale).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("covariance", KINDS)
+@pytest.mark.parametrize("num_components", [1, 3])
+def test_initial_params_take_one_scale_per_component(covariance, num_components):
+    scales = np.array([0.5, 2.0, 9.0])[:num_components]
+    locs = np.arange(2.0 * num_components).reshape(num_components, 2)
+    params = layout.initial_params(tf_ops, 2, num_components, covariance, tf.constant(locs),
+                                   scale=scales, diag_shift=0.0)
+    parts = mixtures.params_to_parts(params, 2, num_components, covariance, diag_shift=0.0)
+    np.testing.assert_allclose(parts.loc, locs, rtol=1e-12)
+    np.testing.assert_allclose(parts.covariance(),
+                               scales[:, None, None] ** 2 * np.eye(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_params,multiple", [(1, 1), (3, 1), (1000, 1), (77, 64),
+                                                 (1000, 256)])
+def test_chunk_rows_is_the_largest_multiple_that_fits(num_params, multiple):
+    rows = layout.chunk_rows(num_params, multiple)
+    assert rows % multiple == 0 and rows >= multiple
+    assert rows * 4 * num_params <= layout.CHUNK_BYTES
+    assert (rows + multiple) * 4 * num_params > layout.CHUNK_BYTES
+
+
+def test_chunk_rows_is_one_batch_when_a_batch_exceeds_the_budget():
+    assert layout.chunk_rows(2**24, 16) == 16
+    assert layout.chunk_rows(2**24) == 1
