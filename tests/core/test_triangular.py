@@ -140,3 +140,18 @@ def test_solve_lower_broadcasts_the_factor_over_leading_axes():
         solved = triangular.solve_lower(tf_ops, factor, tf.constant(rhs)).numpy()
         np.testing.assert_allclose(solved, np.linalg.solve(tril, rhs[..., None])[..., 0],
                                    rtol=1e-9)
+
+
+@pytest.mark.parametrize("start,stop", [(0, 2), (1, 4), (2, 3), (0, 4)])
+def test_slab_blocks_are_the_diagonal_blocks(start, stop):
+    tril = _random_tril(np.random.default_rng(2), (3,), 4)
+    block = triangular.tril_slabs(tf_ops, tf.constant(tril)).block(start, stop)
+    assert block.event_size == stop - start
+    np.testing.assert_array_equal(triangular.dense(tf_ops, block),
+                                  tril[..., start:stop, start:stop])
+
+
+def test_constant_takes_the_dtype_of_its_model_tensor():
+    value = triangular.constant(tf_ops, np.array([1, 2]), tf.zeros(3, tf.float16))
+    assert value.dtype == tf.float16
+    np.testing.assert_array_equal(value, [1.0, 2.0])
