@@ -155,3 +155,20 @@ def test_constant_takes_the_dtype_of_its_model_tensor():
     value = triangular.constant(tf_ops, np.array([1, 2]), tf.zeros(3, tf.float16))
     assert value.dtype == tf.float16
     np.testing.assert_array_equal(value, [1.0, 2.0])
+
+
+def test_givens_factor_of_a_zero_column_is_finite_with_finite_gradients():
+    """A rotation of two exact zeros is the identity: no 0/0 in values or gradients."""
+    matrix = np.random.default_rng(4).normal(size=(2, 3, 2))
+    matrix[0, :, 0] = 0.0                      # one batch row's first column is all zeros
+    entries = [[tf.constant(matrix[:, i, j]) for j in range(2)] for i in range(3)]
+    with tf.GradientTape() as tape:
+        tape.watch([entry for row in entries for entry in row])
+        factor = triangular.dense_slabs(tf_ops, triangular.givens_factor(tf_ops, entries, 2))
+        total = tf.reduce_sum(factor)
+    gradients = tape.gradient(total, [entry for row in entries for entry in row])
+    factor = factor.numpy()
+    assert np.all(np.isfinite(factor))
+    assert all(np.all(np.isfinite(gradient)) for gradient in gradients)
+    np.testing.assert_allclose(factor @ np.swapaxes(factor, -1, -2),
+                               np.swapaxes(matrix, -1, -2) @ matrix, atol=1e-12)
