@@ -209,7 +209,7 @@ def test_initial_params_take_one_scale_per_component(covariance, num_components)
                                                  (1000, 256)])
 def test_chunk_rows_is_the_largest_multiple_that_fits(num_params, multiple):
     rows = layout.chunk_rows(num_params, multiple)
-    assert rows % multiple == 0 and rows >= multiple
+    assert isinstance(rows, int) and rows % multiple == 0 and rows >= multiple
     assert rows * 4 * num_params <= layout.CHUNK_BYTES
     assert (rows + multiple) * 4 * num_params > layout.CHUNK_BYTES
 
@@ -217,3 +217,16 @@ def test_chunk_rows_is_the_largest_multiple_that_fits(num_params, multiple):
 def test_chunk_rows_is_one_batch_when_a_batch_exceeds_the_budget():
     assert layout.chunk_rows(2**24, 16) == 16
     assert layout.chunk_rows(2**24) == 1
+
+
+def test_rescaled_entries_below_float32_exp_range_shift_by_the_log_scale():
+    """Raw standard-deviation entries whose softplus underflows float32 (``exp(-120)``): with
+    no floor the map is exactly ``x + log(scale)``, finite, never ``log(0)``."""
+    # K=1, D=2, full: [logit | 2 means | L11, L10, L00 in fill order]
+    params = tf.constant([[0.0, 1.0, 0.5, -200.0, 0.3, -120.0]], tf.float32)
+    mapped = layout.rescale_params(tf_ops, params, 2, 1, "full", tf.constant([0.0, 0.0]),
+                                   tf.constant([5.0, 1e-3])).numpy()
+    fill = layout.tril_fill_indices(2)
+    assert np.all(np.isfinite(mapped))
+    np.testing.assert_allclose(mapped[0, 3 + fill[0, 0]], -120.0 + np.log(5.0), rtol=1e-6)
+    np.testing.assert_allclose(mapped[0, 3 + fill[1, 1]], -200.0 + np.log(1e-3), rtol=1e-6)
