@@ -533,3 +533,54 @@ def test_singular_factor_error_names_the_row():
     mixture = tfd.MultivariateNormalTriL(tf.zeros([3, 2]), tf.constant(tril, tf.float32))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"batch index \(2,\)"):
         mdn_layers.condition(mixture, [1], tf.zeros([3, 1]))
+
+
+def test_singular_factor_error_names_the_component():
+    """Row 2's first component of three is singular once dim 1 is observed first; the message
+    names that row and component (not the dim whose pivot vanished)."""
+    tril = np.tile(np.eye(2), (3, 3, 1, 1))
+    tril[2, 0] = [[1.0, 0.0], [1.0, 0.0]]   # row 2, component 0: y1 == y0 exactly
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.zeros([3, 3])),
+        tfd.MultivariateNormalTriL(tf.zeros([3, 3, 2]), tf.constant(tril, tf.float32)))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"batch index \(2,\), component 0\."):
+        mdn_layers.condition(mixture, [1], tf.zeros([3, 1]))
+
+
+def test_marginalize_of_a_scalar_event_names_marginalize():
+    scalar = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                   tfd.Normal([0.0, 1.0], [1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"^marginalize needs a multivariate event"):
+        mdn_layers.marginalize(scalar, [0])
+
+
+@pytest.mark.parametrize("loc, scale, name", [([0.0, 0.0, 0.0], 1.0, "`loc`"),
+                                              (0.0, [1.0, 2.0, 3.0], "`scale`")])
+def test_rescale_errors_name_the_argument(loc, scale, name):
+    mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
+    with pytest.raises(ValueError, match=name):
+        mdn_layers.rescale(mixture, loc, scale)
+
+
+def test_rescale_keeps_float32_and_the_distribution_kind():
+    """float32 stays float32 (loc and scale are cast to the mixture's dtype); a single normal
+    stays a single normal, a mixture of scalar normals keeps its scalar event."""
+    mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
+    rescaled = mdn_layers.rescale(mixture, [1.0, -1.0], [2.0, 3.0])
+    assert rescaled.dtype == tf.float32
+    np.testing.assert_allclose(rescaled.mean(), np.tile([1.0, -1.0], (3, 1)), atol=1e-6)
+    single = tfd.MultivariateNormalTriL(tf.zeros([4, 2]), tf.eye(2, batch_shape=[4]))
+    rescaled_single = mdn_layers.rescale(single, 1.0, [2.0, 3.0])
+    assert isinstance(rescaled_single, tfd.MultivariateNormalTriL)
+    np.testing.assert_allclose(rescaled_single.stddev(), np.tile([2.0, 3.0], (4, 1)),
+                               rtol=1e-6)
+    scalar = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                   tfd.Normal([0.0, 1.0], [1.0, 2.0]))
+    rescaled_scalar = mdn_layers.rescale(scalar, 5.0, 2.0)
+    assert rescaled_scalar.event_shape == () and rescaled_scalar.batch_shape == ()
+    y = np.array([3.0, 6.0, 9.0])
+    np.testing.assert_allclose(
+        rescaled_scalar.log_prob(y),
+        np.log(0.5 * stats.norm.pdf(y, 5.0, 2.0) + 0.5 * stats.norm.pdf(y, 7.0, 4.0)),
+        rtol=1e-5)
