@@ -584,3 +584,27 @@ def test_rescale_keeps_float32_and_the_distribution_kind():
         rescaled_scalar.log_prob(y),
         np.log(0.5 * stats.norm.pdf(y, 5.0, 2.0) + 0.5 * stats.norm.pdf(y, 7.0, 4.0)),
         rtol=1e-5)
+
+
+def test_singular_factor_error_names_every_batch_index():
+    tril = np.tile(np.eye(2), (2, 3, 2, 1, 1))   # batch [2, 3], K = 2
+    tril[1, 2, 1] = [[1.0, 0.0], [1.0, 0.0]]
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.zeros([2, 3, 2])),
+        tfd.MultivariateNormalTriL(tf.zeros([2, 3, 2, 2]), tf.constant(tril, tf.float32)))
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"batch index \(1, 2\), component 1\."):
+        mdn_layers.condition(mixture, [1], tf.zeros([2, 3, 1]))
+
+
+def test_singular_factor_raises_inside_a_tf_function():
+    tril = np.tile(np.eye(2), (3, 1, 1))
+    tril[2] = [[1.0, 0.0], [1.0, 0.0]]
+
+    @tf.function
+    def conditional_mean(tril):
+        mixture = tfd.MultivariateNormalTriL(tf.zeros([3, 2]), tril)
+        return mdn_layers.condition(mixture, [1], tf.zeros([3, 1])).mean()
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="singular"):
+        conditional_mean(tf.constant(tril, tf.float32))
