@@ -535,22 +535,32 @@ def test_singular_factor_error_names_the_row():
         mdn_layers.condition(mixture, [1], tf.zeros([3, 1]))
 
 
-def test_singular_factor_error_names_the_component():
-    """Row 2's first component of three is singular once dim 1 is observed first; the message
-    names that row and component (not the dim whose pivot vanished)."""
-    tril = np.tile(np.eye(2), (3, 3, 1, 1))
-    tril[2, 0] = [[1.0, 0.0], [1.0, 0.0]]   # row 2, component 0: y1 == y0 exactly
+@pytest.mark.parametrize("batch, singular, match", [
+    # row 2's first component of three: the message names the component, not the dim
+    ((3,), (2, 0), r"batch index \(2,\), component 0\."),
+    ((2, 3), (1, 2, 1), r"batch index \(1, 2\), component 1\."),   # every batch index
+])
+def test_singular_factor_error_names_the_row_and_component(batch, singular, match):
+    """One component is singular once dim 1 is observed first (its y1 == y0 exactly)."""
+    num_components = 3 if len(batch) == 1 else 2
+    tril = np.tile(np.eye(2), batch + (num_components, 1, 1))
+    tril[singular] = [[1.0, 0.0], [1.0, 0.0]]
     mixture = tfd.MixtureSameFamily(
-        tfd.Categorical(logits=tf.zeros([3, 3])),
-        tfd.MultivariateNormalTriL(tf.zeros([3, 3, 2]), tf.constant(tril, tf.float32)))
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"batch index \(2,\), component 0\."):
-        mdn_layers.condition(mixture, [1], tf.zeros([3, 1]))
+        tfd.Categorical(logits=tf.zeros(batch + (num_components,))),
+        tfd.MultivariateNormalTriL(tf.zeros(batch + (num_components, 2)),
+                                   tf.constant(tril, tf.float32)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        mdn_layers.condition(mixture, [1], tf.zeros(batch + (1,)))
+
+
+def _scalar_event_mixture():
+    """Equal weights on N(0, 1) and N(1, 2^2), a scalar event."""
+    return tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
+                                 tfd.Normal([0.0, 1.0], [1.0, 2.0]))
 
 
 def test_marginalize_of_a_scalar_event_names_marginalize():
-    scalar = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
-                                   tfd.Normal([0.0, 1.0], [1.0, 2.0]))
+    scalar = _scalar_event_mixture()
     with pytest.raises(ValueError, match=r"^marginalize needs a multivariate event"):
         mdn_layers.marginalize(scalar, [0])
 
@@ -575,26 +585,13 @@ def test_rescale_keeps_float32_and_the_distribution_kind():
     assert isinstance(rescaled_single, tfd.MultivariateNormalTriL)
     np.testing.assert_allclose(rescaled_single.stddev(), np.tile([2.0, 3.0], (4, 1)),
                                rtol=1e-6)
-    scalar = tfd.MixtureSameFamily(tfd.Categorical(logits=[0.0, 0.0]),
-                                   tfd.Normal([0.0, 1.0], [1.0, 2.0]))
-    rescaled_scalar = mdn_layers.rescale(scalar, 5.0, 2.0)
+    rescaled_scalar = mdn_layers.rescale(_scalar_event_mixture(), 5.0, 2.0)
     assert rescaled_scalar.event_shape == () and rescaled_scalar.batch_shape == ()
     y = np.array([3.0, 6.0, 9.0])
     np.testing.assert_allclose(
         rescaled_scalar.log_prob(y),
         np.log(0.5 * stats.norm.pdf(y, 5.0, 2.0) + 0.5 * stats.norm.pdf(y, 7.0, 4.0)),
         rtol=1e-5)
-
-
-def test_singular_factor_error_names_every_batch_index():
-    tril = np.tile(np.eye(2), (2, 3, 2, 1, 1))   # batch [2, 3], K = 2
-    tril[1, 2, 1] = [[1.0, 0.0], [1.0, 0.0]]
-    mixture = tfd.MixtureSameFamily(
-        tfd.Categorical(logits=tf.zeros([2, 3, 2])),
-        tfd.MultivariateNormalTriL(tf.zeros([2, 3, 2, 2]), tf.constant(tril, tf.float32)))
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"batch index \(1, 2\), component 1\."):
-        mdn_layers.condition(mixture, [1], tf.zeros([2, 3, 1]))
 
 
 def test_singular_factor_raises_inside_a_tf_function():

@@ -134,10 +134,6 @@ def test_rescaled_entries_far_below_zero_keep_finite_values_and_gradients():
             scale.numpy()[row] * np.logaddexp(0.0, np.float64(params[0, position])), rtol=1e-4)
 
 
-def _softplus(x):
-    return np.logaddexp(0.0, x)
-
-
 @pytest.mark.parametrize("covariance", KINDS)
 @pytest.mark.parametrize("floor,relative_floor", [(None, 0.0), ([0.3, 0.02, 0.5], 0.0),
                                                   (None, 0.25), ([0.3, 0.02, 0.5], 0.25)])

@@ -8,13 +8,16 @@ from mdn_layers.analysis import tf_ops
 from mdn_layers.core import triangular
 
 
-def _givens_factor_of(matrix, structural_zero):
-    """Dense ``F`` of :func:`triangular.givens_factor` for ``matrix`` ``[B, n, m]``, the
-    entries where ``structural_zero`` ``[n, m]`` holds passed as None."""
+def _assert_givens_factor_is_the_gram_cholesky(matrix, structural_zero):
+    """:func:`triangular.givens_factor` of ``matrix`` ``[B, n, m]`` (the entries where
+    ``structural_zero`` ``[n, m]`` holds passed as None) equals numpy's Cholesky factor of
+    ``M^T M``."""
     rows = [[None if structural_zero[i, j] else tf.constant(matrix[:, i, j])
              for j in range(matrix.shape[2])] for i in range(matrix.shape[1])]
-    factor = triangular.givens_factor(tf_ops, rows, matrix.shape[2])
-    return triangular.dense_slabs(tf_ops, factor).numpy()
+    factor = triangular.dense_slabs(
+        tf_ops, triangular.givens_factor(tf_ops, rows, matrix.shape[2])).numpy()
+    gram = np.swapaxes(matrix, -1, -2) @ matrix
+    np.testing.assert_allclose(factor, np.linalg.cholesky(gram), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -31,9 +34,7 @@ def test_givens_factor_is_the_cholesky_factor_of_the_gram_matrix(seed):
     if np.linalg.matrix_rank(gram[0]) < num_columns:
         structural_zero[-num_columns:] &= ~np.eye(num_columns, dtype=bool)
         matrix = rng.normal(size=(3, num_rows, num_columns)) * ~structural_zero
-        gram = np.swapaxes(matrix, -1, -2) @ matrix
-    factor = _givens_factor_of(matrix, structural_zero)
-    np.testing.assert_allclose(factor, np.linalg.cholesky(gram), rtol=1e-9, atol=1e-12)
+    _assert_givens_factor_is_the_gram_cholesky(matrix, structural_zero)
 
 
 @pytest.mark.parametrize("structural_zero", [
@@ -48,9 +49,7 @@ def test_givens_factor_handles_each_structural_zero_pattern(structural_zero):
     structural_zero = np.asarray(structural_zero, bool)
     rng = np.random.default_rng(0)
     matrix = rng.normal(size=(2,) + structural_zero.shape) * ~structural_zero
-    gram = np.swapaxes(matrix, -1, -2) @ matrix
-    factor = _givens_factor_of(matrix, structural_zero)
-    np.testing.assert_allclose(factor, np.linalg.cholesky(gram), rtol=1e-9, atol=1e-12)
+    _assert_givens_factor_is_the_gram_cholesky(matrix, structural_zero)
 
 
 def _random_tril(rng, batch, size, thin=1.0):
