@@ -53,7 +53,7 @@ def training_schedule(num_rows):
     (1024, 100)
     """
     num_rows = validation.check_positive_int(num_rows, "num_rows")
-    batch_size = int(np.clip(2 ** round(math.log2(max(num_rows, 1) / 32)), 32, 1024))
+    batch_size = int(np.clip(2 ** round(math.log2(num_rows / 32)), 32, 1024))
     steps = math.ceil(num_rows / batch_size)
     max_epochs = int(np.clip(round(STEP_BUDGET / steps), 50, 600))
     patience = int(np.clip(round(PATIENCE_STEPS / steps), 10, 40))
@@ -73,7 +73,7 @@ def held_out_rows(x, y, fraction, seed):
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     ranks = rank[group]
-    rows = np.argsort(ranks, kind="stable")   # grouped rows, groups in random order
+    rows = np.argsort(ranks)   # grouped rows, groups in random order
     held_out = min(max(2, int(round(fraction * len(x)))), len(x))   # at least 2 rows
     # Extend the held-out part to the end of the group it cuts.
     held_out = int(np.searchsorted(ranks[rows], ranks[rows[held_out - 1]], side="right"))
@@ -102,8 +102,9 @@ def level_beyond_the_edge(mean_nll, chosen):
     """The next noise level to try, or None: ``mean_nll`` ``{level: mean held-out NLL}`` and
     the ``chosen`` level.
 
-    When the best level is the smallest tried (and above 0.001), a quarter of it (0 below
-    that); when the chosen level is the largest tried (and below 1), twice it (at most 1).
+    When the best level is the smallest tried and above 0, a quarter of it (0 where a
+    quarter is below 0.001); when the chosen level is the largest tried and below 1, twice it
+    (at most 1).
     A grid of levels cannot tell how far beyond its edge the best level lies: a table whose
     target the inputs nearly determine wants almost no noise, a small noisy one more.
 
