@@ -12,7 +12,6 @@ from mdn_layers.analysis.mixtures import (
     check_values,
     event_result,
     in_row_chunks,
-    log_prob,
     mixture_parts,
 )
 from mdn_layers.analysis.sampling import sample
@@ -25,18 +24,17 @@ def nll(dist, values, allow_missing=False):
 
     With ``allow_missing=True`` a NaN entry of ``values`` is a missing value: each row
     scores the marginal of its observed dims (0 for a row with none), as
-    :class:`mdn_layers.MixtureNLL` does with ``allow_missing``.
+    :class:`mdn_layers.MixtureNLL` does with ``allow_missing``. Without it, a row holding a
+    NaN scores NaN, as ``log_prob`` does.
     """
+    density = (densities.observed_log_prob
+               if validation.check_bool(allow_missing, "allow_missing")
+               else densities.mixture_log_prob)
     parts = mixture_parts(dist)
-    if not validation.check_bool(allow_missing, "allow_missing"):
-        return -log_prob(parts, check_values(parts, values))
-    values = tf.convert_to_tensor(np.asarray(values), parts.dtype)
-    if values.shape.rank == 0 or values.shape[-1] != parts.event_size:
-        return -log_prob(parts, check_values(parts, values))  # its checks name the problem
     return -in_row_chunks(
-        lambda chunk, chunk_values: densities.observed_log_prob(
+        lambda chunk, chunk_values: density(
             tf_ops, chunk.log_weights, chunk.loc, chunk.scale, chunk.diagonal, chunk_values),
-        parts, values)
+        parts, check_values(parts, values))
 
 
 def crps(dist, values):

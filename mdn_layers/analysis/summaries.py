@@ -178,7 +178,8 @@ def responsibilities(dist, values):
 
 
 def most_probable_component(dist, values=None):
-    """``(index, probability)``, each ``[*B]``: the likeliest component and its probability.
+    """``(index, probability)``, each ``[*B]`` (``index`` int32): the likeliest component and
+    its probability.
 
     Without ``values`` this is the component with the largest weight; with ``values``
     ``[..., D]``, the one with the largest responsibility for them.

@@ -163,3 +163,76 @@ def test_nll_with_missing_targets_is_the_observed_marginal_against_scipy(rng, ev
             continue
         expected = -scipy_mixture_logpdf(value[None, seen], w, m[:, seen], c[:, seen][:, :, seen])
         np.testing.assert_allclose(found.reshape(-1)[row], expected[0], rtol=1e-9)
+
+
+def test_nll_without_allow_missing_scores_a_row_with_nan_as_nan(rng):
+    weights, means, covs = random_mixture(rng, 2, 3, batch=(3,))
+    y = rng.normal(size=(3, 3))
+    y[1, 0] = np.nan
+    found = scores.nll(tfp_mixture(weights, means, covs), y).numpy()
+    assert np.isnan(found[1]) and np.isfinite(found[[0, 2]]).all()
+    with pytest.raises(ValueError, match="`allow_missing`"):
+        scores.nll(tfp_mixture(weights, means, covs), y, allow_missing="yes")
+
+
+@pytest.mark.parametrize("covariance", ["diag", "scalar"])
+def test_nll_with_missing_targets_of_diagonal_and_scalar_mixtures_against_scipy(rng,
+                                                                              covariance):
+    weights = rng.dirichlet(np.ones(3), size=4)
+    means, sds = rng.normal(0, 2, (4, 3, 2)), rng.uniform(0.3, 2.0, (4, 3, 2))
+    y = rng.normal(size=(4, 2))
+    if covariance == "diag":
+        mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=weights.astype("float32")),
+                                        tfd.MultivariateNormalDiag(means.astype("float32"),
+                                                                   sds.astype("float32")))
+        y[1, 0], y[2] = np.nan, np.nan
+        values, observed = y, ~np.isnan(y)
+    else:    # scalar events: values [4], each a whole row
+        means, sds, y = means[..., 0], sds[..., 0], y[:, 0]
+        mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=weights.astype("float32")),
+                                        tfd.Normal(means.astype("float32"),
+                                                   sds.astype("float32")))
+        y[2] = np.nan
+        values, observed = y, ~np.isnan(y)[:, None]
+        means, sds, y = means[..., None], sds[..., None], y[:, None]
+    # A nested list of float64 values on a float32 mixture: scored in the mixture's dtype.
+    found = scores.nll(mixture, values.tolist(), allow_missing=True)
+    assert found.dtype == np.float32 and found.shape == (4,)
+    for row in range(4):
+        seen = observed[row]
+        densities = stats.norm(means[row][:, seen], sds[row][:, seen]).logpdf(y[row, seen])
+        expected = -np.log(np.sum(weights[row] * np.exp(densities.sum(-1)))) if seen.any() else 0
+        np.testing.assert_allclose(found[row], expected, rtol=2e-5, atol=1e-6)
+
+
+def test_nll_with_allow_missing_names_a_bad_last_axis(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 3))
+    for values in (np.zeros((2, 2)), 0.0):
+        with pytest.raises(ValueError, match=r"a last axis of size 3 \(the event size\)"):
+            scores.nll(mixture, values, allow_missing=True)
+
+
+@pytest.mark.parametrize("levels", [(0.0,), (1.0,), (1.5,), (0.5, -0.1)])
+def test_coverage_levels_lie_strictly_between_0_and_1(rng, levels):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2))
+    with pytest.raises(ValueError, match="`levels` must lie in"):
+        scores.coverage(mixture, np.zeros((1, 2)), levels=levels)
+
+
+def test_coverage_counts_values_on_the_interval_ends_as_inside(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2, batch=(3,)))
+    lower, upper = mdn_layers.central_interval(mixture, 0.8)
+    for ends in (lower, upper):
+        np.testing.assert_array_equal(scores.coverage(mixture, ends, levels=[0.8]), 1.0)
+
+
+def test_coverage_of_a_scalar_event_mixture_against_scipy(rng):
+    means, sds = rng.normal(size=500), rng.uniform(0.5, 2.0, 500)
+    y = means + sds * rng.standard_t(3, size=500)          # heavier tails than the model
+    normal = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros((500, 1))),
+                                   tfd.Normal(means[:, None], sds[:, None]))
+    found = scores.coverage(normal, y, levels=[0.5, 0.9]).numpy()
+    assert found.shape == (2,)
+    for level, fraction in zip([0.5, 0.9], found):
+        half = stats.norm.ppf(0.5 + level / 2) * sds
+        assert fraction == np.mean(np.abs(y - means) <= half)

@@ -122,3 +122,24 @@ def test_quantiles_of_narrow_wide_and_far_mixtures_against_scipy(loc, scale):
             lambda v, p=prob: numpy_cdf(weights, means[:, 0], sds, v) - p,
             loc - 20 * scale, loc + 20 * scale, xtol=1e-12 * scale)
         np.testing.assert_allclose(value, reference, rtol=0, atol=1e-7 * scale)
+
+
+def test_responsibilities_and_most_probable_component_over_two_batch_axes(rng):
+    weights, means, covs = random_mixture(rng, 4, 2, batch=(2, 3))
+    mixture = tfp_mixture(weights, means, covs)
+    y = rng.normal(0, 2, (2, 3, 2))
+    expected = mixture.posterior_marginal(y).probs_parameter().numpy()
+    np.testing.assert_allclose(mdn_layers.responsibilities(mixture, y), expected, rtol=1e-9)
+    index, probability = mdn_layers.most_probable_component(mixture, y)
+    assert index.dtype == "int32" and index.shape == (2, 3)
+    np.testing.assert_array_equal(index, expected.argmax(-1))
+    np.testing.assert_allclose(probability, expected.max(-1))
+
+
+def test_central_interval_is_ninety_percent_by_default_and_names_a_bad_level(rng):
+    normal = tfp_mixture(np.ones(1), np.array([[1.0]]), np.array([[[4.0]]]))
+    lower, upper = mdn_layers.central_interval(normal)
+    np.testing.assert_allclose([lower[0], upper[0]], stats.norm(1.0, 2.0).ppf([0.05, 0.95]),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="`level`"):
+        mdn_layers.central_interval(normal, 1.5)
