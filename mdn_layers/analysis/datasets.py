@@ -98,13 +98,10 @@ def correlated_3d(num_samples, seed=0, dtype="float32"):
     x0, x1 = x[:, 0], x[:, 1]
     loc = np.stack([np.stack([x0, x1, x0 * x1], -1),
                     np.stack([-x1, x0, 0.5 - x0**2], -1)], axis=1)
-    zeros, ones = np.zeros(num_samples), np.ones(num_samples)
-    factor_a = np.stack([np.stack([0.3 * ones, zeros, zeros], -1),
-                         np.stack([0.25 * x0, 0.2 * ones, zeros], -1),
-                         np.stack([0.15 * ones, -0.2 * x1, 0.15 * ones], -1)], axis=1)
-    factor_b = np.stack([np.stack([0.2 * ones, zeros, zeros], -1),
-                         np.stack([-0.15 * ones, 0.25 * ones, zeros], -1),
-                         np.stack([0.1 * x0, 0.1 * ones, 0.2 * ones], -1)], axis=1)
+    factor_a = np.tile([[0.3, 0.0, 0.0], [0.0, 0.2, 0.0], [0.15, 0.0, 0.15]], (num_samples, 1, 1))
+    factor_a[:, 1, 0], factor_a[:, 2, 1] = 0.25 * x0, -0.2 * x1
+    factor_b = np.tile([[0.2, 0.0, 0.0], [-0.15, 0.25, 0.0], [0.0, 0.1, 0.2]], (num_samples, 1, 1))
+    factor_b[:, 2, 0] = 0.1 * x0
     upper = 1.0 / (1.0 + np.exp(-2.0 * x0))
     log_weights = np.log(np.stack([upper, 1.0 - upper], axis=-1))
     return _sample_task(x, log_weights, loc, np.stack([factor_a, factor_b], axis=1), rng, dtype)
