@@ -29,7 +29,7 @@ from mdn_layers.core.draws import draw
 
 def _sample_shape(sample_shape):
     """``sample_shape`` as a tuple of non-negative Python ints, or a ``ValueError``."""
-    sizes = (sample_shape,) if np.ndim(sample_shape) == 0 else tuple(np.ravel(sample_shape))
+    sizes = tuple(np.ravel(sample_shape))
     if sample_shape is None or not all(
             isinstance(size, numbers.Integral) and not isinstance(size, (bool, np.bool_))
             and size >= 0 for size in sizes):

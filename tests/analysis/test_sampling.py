@@ -103,3 +103,30 @@ def test_sample_refuses_string_temperatures_and_takes_a_tensor_int_seed():
         mdn_layers.sample(mixture, 4, temperature="1")
     np.testing.assert_array_equal(mdn_layers.sample(mixture, 4, seed=tf.constant(3)),
                                   mdn_layers.sample(mixture, 4, seed=3))
+
+
+def test_sample_shapes_may_hold_zeros(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2, batch=(3,)))
+    assert mdn_layers.sample(mixture, 0, seed=1).shape == (0, 3, 2)
+    assert mdn_layers.sample(mixture, (4, 0), seed=1).shape == (4, 0, 3, 2)
+    assert mdn_layers.sample(mixture, np.int64(2), seed=1).shape == (2, 3, 2)
+
+
+def test_every_int_seed_has_its_own_repeatable_stream(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2))
+    seeds = [0, 1, 2, 3, 63, 2**40, -1, -2]
+    draws = [mdn_layers.sample(mixture, 3, seed=seed).numpy() for seed in seeds]
+    for i, first in enumerate(draws):
+        np.testing.assert_array_equal(mdn_layers.sample(mixture, 3, seed=seeds[i]), first)
+        assert all(not np.allclose(first, other) for other in draws[i + 1:])
+
+
+def test_stateless_seed_tensors_eagerly_and_bad_seeds_named(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2, batch=(3,)))
+    pair = mdn_layers.sample(mixture, 4, seed=tf.constant([5, 6]))
+    np.testing.assert_array_equal(pair, mdn_layers.sample(mixture, 4, seed=np.array([5, 6])))
+    assert not np.allclose(pair, mdn_layers.sample(mixture, 4, seed=tf.constant([5, 7])))
+    for seed in (tf.constant(1.5), np.zeros(3, "int32")):
+        with pytest.raises(ValueError, match=r"^`seed` must be an int, None or a shape-\[2\] "
+                                             r"stateless seed; received shape \(\d*,?\)"):
+            mdn_layers.sample(mixture, 4, seed=seed)
