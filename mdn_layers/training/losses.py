@@ -94,8 +94,8 @@ class MixtureNLL(TargetsMixin, keras.losses.Loss):
         config = super().get_config()
         config.update(self.mixture_config())
         config["allow_missing"] = self.allow_missing
-        if self._dtype_follows_params:
-            config["dtype"] = None
+        # Keras's own config leaves the dtype out: a float64 loss would load as float32.
+        config["dtype"] = None if self._dtype_follows_params else self.dtype
         return config
 
 

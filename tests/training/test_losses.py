@@ -162,3 +162,54 @@ def test_missing_target_loss_is_the_observed_marginal_against_scipy(rng, event_s
         expected = -scipy_mixture_logpdf(y[row:row + 1, seen], weights, means[:, seen],
                                          covs[:, seen][:, :, seen])
         np.testing.assert_allclose(found[row], expected[0], rtol=1e-6)
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("allow_missing", [False, True])
+def test_mixture_nll_function_and_for_layer_score_like_scipy(rng, allow_missing):
+    weights, means, covs = random_mixture(rng, 2, 3)
+    covs = restrict_covariance(covs, "diag")
+    params = np.tile(params_for(weights, means, covs, "diag"), (4, 1)).astype("float32")
+    y = rng.normal(0, 2, (4, 3)).astype("float32")
+    expected = -scipy_mixture_logpdf(y, weights, means, covs)
+    if allow_missing:
+        y[1, 2] = np.nan
+        expected[1] = -scipy_mixture_logpdf(y[1:2, :2], weights, means[:, :2],
+                                            covs[:, :2, :2])[0]
+    found = mdn_layers.mixture_nll(y, params, 3, 2, "diag", allow_missing=allow_missing)
+    np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+    head = mdn_layers.MixtureDensity(3, 2, "diag")
+    loss = mdn_layers.MixtureNLL.for_layer(head, allow_missing=allow_missing, reduction=None)
+    np.testing.assert_allclose(loss(y, params), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.backend_neutral
+def test_for_layer_copies_every_setting_and_refuses_other_layers():
+    head = mdn_layers.MixtureDensity(3, 4, "spherical", diag_shift=0.01)
+    loss = mdn_layers.MixtureNLL.for_layer(head, name="nll")
+    assert (loss.event_size, loss.num_components, loss.covariance, loss.diag_shift,
+            loss.name) == (3, 4, "spherical", 0.01, "nll")
+    with pytest.raises(TypeError, match=r"^MixtureNLL.for_layer expects an "
+                                        r"mdn_layers.MixtureDensity layer; received Dense\.$"):
+        mdn_layers.MixtureNLL.for_layer(keras.layers.Dense(3))
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("dtype", [None, "float64"])
+def test_loss_config_round_trips(dtype):
+    loss = mdn_layers.MixtureNLL(3, 4, "diag", diag_shift=0.01, allow_missing=True, dtype=dtype,
+                                 name="own")
+    config = loss.get_config()
+    assert {key: config[key] for key in ("event_size", "num_components", "covariance",
+                                         "diag_shift", "allow_missing", "name")} == {
+        "event_size": 3, "num_components": 4, "covariance": "diag", "diag_shift": 0.01,
+        "allow_missing": True, "name": "own"}
+    restored = mdn_layers.MixtureNLL.from_config(config)
+    assert restored.get_config() == config
+    # A float64 loss stays float64; with no dtype it still follows the params' dtype.
+    assert config["dtype"] == dtype
+    params = np.zeros((2, mdn_layers.MixtureDensity.params_size(3, 4, "diag")), "float32")
+    value = restored(np.zeros((2, 3), "float32"), params)
+    # (JAX without x64 computes float64 in float32.)
+    backend_dtype = keras.ops.convert_to_tensor(np.zeros(1, dtype or "float32")).dtype
+    assert value.dtype == backend_dtype

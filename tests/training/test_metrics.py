@@ -95,3 +95,20 @@ def test_missing_targets_count_only_observed_dims_in_coverage_and_energy(rng):
 def test_interval_levels_exclude_zero_and_one(level):
     with pytest.raises(ValueError, match="level"):
         metrics.IntervalCoverage(2, 3, level=level)
+
+
+def test_metric_configs_round_trip():
+    made = [metrics.NegativeLogLikelihood(3, 2, "diag", allow_missing=True, name="n"),
+            metrics.CRPS(3, 2, "spherical", diag_shift=0.01),
+            metrics.EnergyScore(3, 2, num_samples=17, seed=5),
+            metrics.IntervalCoverage(3, 2, level=0.8)]
+    for metric in made:
+        config = metric.get_config()
+        assert (config["event_size"], config["num_components"]) == (3, 2)
+        restored = type(metric).from_config(config)
+        assert restored.get_config() == config
+    assert made[0].get_config()["allow_missing"] and made[0].get_config()["name"] == "n"
+    assert made[1].get_config()["covariance"] == "spherical"
+    assert made[1].get_config()["diag_shift"] == 0.01
+    assert (made[2].get_config()["num_samples"], made[2].get_config()["seed"]) == (17, 5)
+    assert made[3].get_config()["level"] == 0.8
