@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import params_for
 
 import mdn_layers
 from mdn_layers import metrics, scores
@@ -112,3 +113,26 @@ def test_metric_configs_round_trip():
     assert made[1].get_config()["diag_shift"] == 0.01
     assert (made[2].get_config()["num_samples"], made[2].get_config()["seed"]) == (17, 5)
     assert made[3].get_config()["level"] == 0.8
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag", "spherical"])
+def test_energy_score_metric_of_an_isotropic_normal_at_its_mean_is_the_closed_form(covariance):
+    """For y at the mean of N(mu, s^2 I) in two dims ||X - y|| is Rayleigh(s) and
+    ||X - X'|| Rayleigh(s sqrt 2): ES = s sqrt(pi / 2) (1 - 1 / sqrt 2). Params with two
+    batch axes [2, 3]; every covariance kind."""
+    s, mu = 0.7, np.array([1.0, -2.0])
+    params = params_for(np.ones(1), mu[None], s**2 * np.eye(2)[None], covariance)
+    params = np.broadcast_to(params, (2, 3, params.size)).astype("float32")
+    energy = metrics.EnergyScore(2, 1, covariance, num_samples=3000, seed=3)
+    energy.update_state(np.broadcast_to(mu, (2, 3, 2)).astype("float32"), params)
+    expected = s * np.sqrt(np.pi / 2) * (1 - 1 / np.sqrt(2))
+    np.testing.assert_allclose(float(energy.result()), expected, rtol=0.03)
+
+
+def test_energy_score_metric_defaults_and_named_errors():
+    config = metrics.EnergyScore(2, 3).get_config()
+    assert (config["num_samples"], config["seed"]) == (100, 0)
+    with pytest.raises(ValueError, match="`num_samples`"):
+        metrics.EnergyScore(2, 3, num_samples=0)
+    with pytest.raises(ValueError, match="`seed`"):
+        metrics.EnergyScore(2, 3, seed=-1)
