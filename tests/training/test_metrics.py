@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import params_for
+from scipy import stats
 
 import mdn_layers
 from mdn_layers import metrics, scores
@@ -136,3 +137,41 @@ def test_energy_score_metric_defaults_and_named_errors():
         metrics.EnergyScore(2, 3, num_samples=0)
     with pytest.raises(ValueError, match="`seed`"):
         metrics.EnergyScore(2, 3, seed=-1)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "spherical"])
+def test_crps_and_coverage_metrics_of_every_kind_over_two_batch_axes(rng, covariance):
+    params = rng.normal(size=(2, 3, mdn_layers.params_size(2, 3, covariance))).astype("float32")
+    y = rng.normal(size=(2, 3, 2)).astype("float32")
+    mixture = mdn_layers.mixture_from_params(params, 2, 3, covariance)
+    crps = metrics.CRPS(2, 3, covariance)
+    crps.update_state(y, params)
+    np.testing.assert_allclose(crps.result(), np.mean(scores.crps(mixture, y)), rtol=1e-5)
+    coverage = metrics.IntervalCoverage(2, 3, covariance, level=0.5)
+    coverage.update_state(y, params)
+    np.testing.assert_allclose(coverage.result(),
+                               np.mean(scores.coverage(mixture, y, levels=(0.5,))), rtol=1e-5)
+
+
+def test_metrics_compute_float64_params_in_float64_and_lower_precision_in_float32(rng):
+    """A thin component far from 0: float32 arithmetic would lose the NLL's digits."""
+    loc, sd = 1e4, 1e-3
+    params = params_for(np.ones(1), np.array([[loc]]), np.array([[[sd**2]]]), "full")
+    y = loc + sd * rng.normal(size=(8, 1))
+    expected = -np.mean(stats.norm(loc, sd).logpdf(y[:, 0]))
+    nll = metrics.NegativeLogLikelihood(1, 1, dtype="float64")
+    nll.update_state(y, np.tile(params, (8, 1)))
+    np.testing.assert_allclose(float(nll.result()), expected, rtol=1e-9)
+    # Half-precision params (mixed precision) are scored in float32.
+    half = rng.normal(size=(6, mdn_layers.params_size(2, 2))).astype("float16")
+    targets = rng.normal(size=(6, 2)).astype("float32")
+    as_half, as_single = metrics.NegativeLogLikelihood(2, 2), metrics.NegativeLogLikelihood(2, 2)
+    as_half.update_state(targets, half)
+    as_single.update_state(targets, half.astype("float32"))
+    np.testing.assert_allclose(float(as_half.result()), float(as_single.result()), rtol=1e-6)
+
+
+def test_coverage_metric_level_is_ninety_percent_by_default_and_named():
+    assert metrics.IntervalCoverage(2, 3).get_config()["level"] == 0.9
+    with pytest.raises(ValueError, match="`level`"):
+        metrics.IntervalCoverage(2, 3, level=1.0)
