@@ -9,10 +9,12 @@ from conftest import (
     hostile,
     params_for,
     random_mixture,
+    requires_float64,
     restrict_covariance,
     scipy_mixture_logpdf,
     tensorflow_backend_only,
 )
+from scipy import stats
 
 import mdn_layers
 from mdn_layers.core import layout
@@ -208,3 +210,47 @@ def test_loss_config_round_trips(dtype):
     assert restored.get_config() == config
     # A float64 loss stays float64; with no dtype it still follows the params' dtype.
     assert config["dtype"] == dtype and restored.dtype == loss.dtype
+
+
+@pytest.mark.backend_neutral
+def test_loss_names_a_distribution_given_as_params():
+    normal = tfd.MultivariateNormalDiag(tf.zeros((2, 1)), tf.ones((2, 1)))
+    with pytest.raises(TypeError, match=r"^MixtureNLL expects params from mdn_layers\."
+                       r"MixtureDensity, but the model output is a distribution "
+                       r"\(MultivariateNormalDiag\)\. For tf_keras models whose output is a "
+                       r"distribution use mdn_layers\.tfp_layers\.negative_log_likelihood\.$"):
+        mdn_layers.MixtureNLL(1, 1)(np.zeros((2, 1), "float32"), normal)
+
+
+def _thin_far_normal(rng, dtype):
+    """Params [8, P] of N(1e4, 1e-3^2) and targets [8, 1] float64 near it; float32 arithmetic
+    would round the targets to 1e-3 and lose the NLL's digits."""
+    loc, sd = 1e4, 1e-3
+    params = params_for(np.ones(1), np.array([[loc]]), np.array([[[sd**2]]]), "full")
+    return np.tile(params, (8, 1)).astype(dtype), loc + sd * rng.normal(size=(8, 1))
+
+
+@requires_float64
+@pytest.mark.backend_neutral
+def test_loss_follows_float64_params_or_its_own_float64_dtype(rng):
+    params, y = _thin_far_normal(rng, "float64")
+    follows = mdn_layers.MixtureNLL(1, 1, reduction=None)
+    expected = -stats.norm(1e4, 1e-3).logpdf(y[:, 0])
+    np.testing.assert_allclose(follows(y, params), expected, rtol=1e-9)
+    # A float64 loss on float32 params: the params as they are, the targets in float64.
+    single, y = _thin_far_normal(rng, "float32")
+    own = mdn_layers.MixtureNLL(1, 1, dtype="float64", reduction=None)
+    np.testing.assert_allclose(own(y, single), follows(y, single.astype("float64")), rtol=1e-9)
+
+
+@pytest.mark.backend_neutral
+def test_loss_scores_half_precision_params_in_float32(rng):
+    half = rng.normal(size=(6, mdn_layers.params_size(2, 2))).astype("float16")
+    y = rng.normal(size=(6, 2)).astype("float32")
+    loss = mdn_layers.MixtureNLL(2, 2, reduction=None)
+    found = loss(y, half)
+    assert keras.backend.standardize_dtype(found.dtype) == "float32"
+    np.testing.assert_allclose(found, loss(y, half.astype("float32")), rtol=1e-6)
+    weight = np.array([1, 0, 0, 2, 0, 0], "float32")
+    np.testing.assert_allclose(mdn_layers.MixtureNLL(2, 2)(y, half, sample_weight=weight),
+                               np.sum(keras.ops.convert_to_numpy(found) * weight) / 6, rtol=1e-5)
