@@ -268,3 +268,51 @@ def test_finite_check_inside_a_jax_trace_lets_the_tensor_through():
     import jax
     checked = jax.jit(lambda t: targets.check_finite(t, "message"))(np.full(2, np.nan, "f4"))
     assert np.isnan(np.asarray(checked)).all()
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("make, name", [
+    (lambda: mdn_layers.MixtureNLL(2, 3), "MixtureNLL"),
+    (lambda: mdn_layers.metrics.CRPS(2, 3), "CRPS"),
+])
+def test_target_and_params_errors_are_whole_sentences_naming_the_class(make, name):
+    def refused(y_true, y_pred, message):
+        with pytest.raises(ValueError, match="^" + message + "$"):
+            target = make()
+            (target.update_state if hasattr(target, "update_state") else target)(y_true,
+                                                                                   y_pred)
+
+    params = np.zeros((4, mdn_layers.params_size(2, 3)), "float32")
+    refused(np.zeros((4, 3), "float32"), params,
+            rf"{name}: y_true last axis has size 3, but event_size=2; y_true shape \(4, 3\)\.")
+    refused(np.zeros(4, "float32"), params,       # one target per row: not for two dims
+            rf"{name}: y_true last axis has size 4, but event_size=2; y_true shape \(4,\)\.")
+    refused(np.float32(1.0), params, rf"{name}: y_true last axis has size none \(scalar\), "
+                                     r"but event_size=2; y_true shape \(\)\.")
+    refused(np.zeros((4, 2), "float32"), np.zeros((4, 17), "float32"),
+            rf"{name}: y_pred last axis has size 17, but event_size=2, num_components=3, "
+            r"covariance='full' need params_size=18\.")
+    refused(np.full((4, 2), np.nan, "float32"), params,
+            rf"{name}: y_true contains NaN or inf\. Pass allow_missing=True to treat NaN "
+            r"targets as missing values\.")
+
+
+@pytest.mark.backend_neutral
+def test_inf_targets_are_refused_with_allow_missing_too():
+    loss = mdn_layers.MixtureNLL(2, 3, allow_missing=True)
+    y = np.zeros((4, 2), "float32")
+    y[1, 0], y[2, 1] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"^MixtureNLL: y_true contains inf \(NaN marks a "
+                       r"missing value with allow_missing=True; inf is not a value\)\.$"):
+        loss(y, np.zeros((4, mdn_layers.params_size(2, 3)), "float32"))
+
+
+@pytest.mark.backend_neutral
+def test_one_dim_sequence_targets_may_drop_their_event_axis(rng):
+    params = rng.normal(size=(2, 3, mdn_layers.params_size(1, 2))).astype("float32")
+    y = rng.normal(size=(2, 3)).astype("float32")
+    loss = mdn_layers.MixtureNLL(1, 2, reduction=None)
+    np.testing.assert_allclose(loss(y, params), loss(y[..., None], params), rtol=1e-6)
+    mixture = mdn_layers.mixture_from_params(params, 1, 2)
+    np.testing.assert_allclose(loss(y, params), -mixture.log_prob(y[..., None]), rtol=1e-5,
+                               atol=1e-5)

@@ -178,3 +178,37 @@ def test_coverage_metric_level_is_ninety_percent_by_default_and_named():
     assert metrics.IntervalCoverage(2, 3).get_config()["level"] == 0.9
     with pytest.raises(ValueError, match="`level`"):
         metrics.IntervalCoverage(2, 3, level=1.0)
+
+
+def test_metric_defaults_names_and_dtype():
+    crps = metrics.CRPS(2, 3)
+    assert crps.name == "crps" and not crps.allow_missing
+    named = metrics.NegativeLogLikelihood(2, 3, name="held_out", dtype="float64")
+    assert named.name == "held_out" and named.dtype == "float64"
+    with pytest.raises(ValueError, match="`allow_missing`"):
+        metrics.CRPS(2, 3, allow_missing="yes")
+
+
+def test_metrics_give_rows_without_targets_no_weight_and_take_column_weights(rng):
+    """Two batch axes; with allow_missing a step whose dims are all missing carries no
+    weight, and ``[N, 1]`` sample weights act like ``[N]`` ones."""
+    params = rng.normal(size=(2, 3, mdn_layers.params_size(2, 3))).astype("float32")
+    y = rng.normal(size=(2, 3, 2)).astype("float32")
+    y[0, 1] = np.nan                                  # no target at all
+    y[1, 2, 0] = np.nan                               # one of two
+    mixture = mdn_layers.mixture_from_params(params, 2, 3)
+    per_step = scores.nll(mixture, y, allow_missing=True).numpy()
+    nll = metrics.NegativeLogLikelihood(2, 3, allow_missing=True)
+    nll.update_state(y, params)
+    keep = np.ones((2, 3), bool)
+    keep[0, 1] = False
+    np.testing.assert_allclose(float(nll.result()), per_step[keep].mean(), rtol=1e-5)
+    flat_params, flat_y = params.reshape(6, -1), y.reshape(6, 2)
+    weight = rng.uniform(0.5, 2.0, 6).astype("float32")
+    weight[1] = 1.0                                   # the empty row: no weight anyway
+    column = metrics.NegativeLogLikelihood(2, 3, allow_missing=True)
+    column.update_state(flat_y, flat_params, sample_weight=weight[:, None])
+    kept = keep.reshape(-1)
+    np.testing.assert_allclose(float(column.result()),
+                               np.sum(per_step.reshape(-1)[kept] * weight[kept])
+                               / np.sum(weight[kept]), rtol=1e-5)
