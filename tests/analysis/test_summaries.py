@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow_probability as tfp
 from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 import mdn_layers
 from mdn_layers import summaries
@@ -143,3 +143,58 @@ def test_central_interval_is_ninety_percent_by_default_and_names_a_bad_level(rng
                                rtol=1e-6)
     with pytest.raises(ValueError, match="`level`"):
         mdn_layers.central_interval(normal, 1.5)
+
+
+def _numpy_fixed_point_steps(weights, means, covs, steps):
+    """The documented mean-shift fixed point from every component mean, ``steps`` times, and
+    the end point of highest density: numpy and scipy only."""
+    precisions = np.linalg.inv(covs)
+    points = means.copy()
+    for _ in range(steps):
+        log_density = np.stack([[np.log(w) + stats.multivariate_normal(m, c).logpdf(p)
+                                 for w, m, c in zip(weights, means, covs)] for p in points])
+        r = np.exp(log_density - special.logsumexp(log_density, axis=1, keepdims=True))
+        a = np.einsum("sk,kij->sij", r, precisions)
+        b = np.einsum("sk,kij,kj->si", r, precisions, means)
+        points = np.linalg.solve(a, b[..., None])[..., 0]
+    density = [scipy_mixture_logpdf(p[None], weights, means, covs)[0] for p in points]
+    return points[int(np.argmax(density))]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_mode_takes_exactly_max_iterations_steps_when_capped(rng, steps):
+    weights, means, covs = random_mixture(rng, 3, 2, min_sd=0.8)
+    found = mdn_layers.mode(tfp_mixture(weights, means, covs), max_iterations=steps,
+                            tolerance=0.0)
+    np.testing.assert_allclose(found, _numpy_fixed_point_steps(weights, means, covs, steps),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_mode_and_responsibilities_of_a_diagonal_mixture_over_two_batch_axes(rng):
+    weights = rng.dirichlet(np.ones(3), size=(2, 2))
+    means, sds = rng.normal(0, 2, (2, 2, 3, 2)), rng.uniform(0.5, 1.5, (2, 2, 3, 2))
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=weights),
+                                    tfd.MultivariateNormalDiag(means, sds))
+    found = mdn_layers.mode(mixture).numpy()
+    assert found.shape == (2, 2, 2)
+    covs = np.einsum("...i,ij->...ij", sds**2, np.eye(2))
+    for i in range(2):
+        for j in range(2):
+            expected = _numpy_fixed_point_steps(weights[i, j], means[i, j], covs[i, j], 200)
+            np.testing.assert_allclose(found[i, j], expected, rtol=1e-6, atol=1e-7)
+    y = rng.normal(size=(2, 2, 2))
+    np.testing.assert_allclose(mdn_layers.responsibilities(mixture, y),
+                               mixture.posterior_marginal(y).probs_parameter(), rtol=1e-9)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda m: mdn_layers.mode(m, max_iterations=0), "`max_iterations`"),
+    (lambda m: mdn_layers.mode(m, tolerance=-1.0), "`tolerance`"),
+    (lambda m: mdn_layers.quantile(m, 0.5, num_iterations=0), "`num_iterations`"),
+    (lambda m: mdn_layers.quantile(m, 0.0), "`probs`"),
+    (lambda m: mdn_layers.quantile(m, [[0.2, 0.5]]), "`probs`"),
+    (lambda m: mdn_layers.quantile(m, [0.2, np.nan]), "`probs`"),
+])
+def test_summaries_name_their_bad_arguments(rng, call, name):
+    with pytest.raises(ValueError, match=name):
+        call(tfp_mixture(*random_mixture(rng, 2, 1)))
