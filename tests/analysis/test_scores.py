@@ -236,3 +236,11 @@ def test_coverage_of_a_scalar_event_mixture_against_scipy(rng):
     for level, fraction in zip([0.5, 0.9], found):
         half = stats.norm.ppf(0.5 + level / 2) * sds
         assert fraction == np.mean(np.abs(y - means) <= half)
+
+
+def test_coverage_takes_one_level_as_a_number(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2, batch=(40,)))
+    y = rng.normal(size=(40, 2))
+    np.testing.assert_array_equal(scores.coverage(mixture, y, levels=0.8),
+                                  scores.coverage(mixture, y, levels=[0.8]))
+    assert scores.coverage(mixture, y, levels=0.8).shape == (1, 2)

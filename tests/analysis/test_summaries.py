@@ -194,6 +194,7 @@ def test_mode_and_responsibilities_of_a_diagonal_mixture_over_two_batch_axes(rng
     (lambda m: mdn_layers.quantile(m, 0.0), "`probs`"),
     (lambda m: mdn_layers.quantile(m, [[0.2, 0.5]]), "`probs`"),
     (lambda m: mdn_layers.quantile(m, [0.2, np.nan]), "`probs`"),
+    (lambda m: mdn_layers.quantile(m, "half"), "`probs`"),
 ])
 def test_summaries_name_their_bad_arguments(rng, call, name):
     with pytest.raises(ValueError, match=name):
