@@ -244,3 +244,24 @@ def test_coverage_takes_one_level_as_a_number(rng):
     np.testing.assert_array_equal(scores.coverage(mixture, y, levels=0.8),
                                   scores.coverage(mixture, y, levels=[0.8]))
     assert scores.coverage(mixture, y, levels=0.8).shape == (1, 2)
+
+
+def test_energy_score_defaults_repeat_and_name_a_bad_sample_count(rng):
+    mixture = tfp_mixture(*random_mixture(rng, 2, 2, batch=(3,)))
+    y = rng.normal(size=(3, 2))
+    first = scores.energy_score(mixture, y).numpy()
+    np.testing.assert_array_equal(scores.energy_score(mixture, y), first)   # seeded
+    np.testing.assert_array_equal(
+        scores.energy_score(mixture, y, num_samples=200, seed=0), first)
+    with pytest.raises(ValueError, match="`num_samples`"):
+        scores.energy_score(mixture, y, num_samples=0)
+
+
+def test_energy_score_of_scalar_events_estimates_the_crps(rng):
+    means, sds = rng.normal(size=(4, 2)), rng.uniform(0.5, 1.5, (4, 2))
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros((4, 2))),
+                                    tfd.Normal(means, sds))
+    y = rng.normal(size=4)
+    found = scores.energy_score(mixture, y, num_samples=20_000, seed=1).numpy()
+    assert found.shape == (4,)
+    np.testing.assert_allclose(found, scores.crps(mixture, y), rtol=0.05)
