@@ -24,11 +24,10 @@ def check_finite(tensor, message):
     assertion (``InvalidArgumentError`` when run). Compiled code cannot raise: XLA (TF and
     JAX ``jit_compile=True``) drops the check, so use ``keras.callbacks.TerminateOnNaN``.
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow" and tensorflow_check_finite is not None:
+    if tensorflow_check_finite is not None:     # set on the TensorFlow backend only
         return tensorflow_check_finite(tensor, message)
     all_finite = ops.all(ops.isfinite(tensor))
-    if backend == "jax":
+    if keras.backend.backend() == "jax":
         import jax
         if isinstance(all_finite, jax.core.Tracer):
             return tensor
