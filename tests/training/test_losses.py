@@ -316,3 +316,15 @@ def test_one_dim_sequence_targets_may_drop_their_event_axis(rng):
     mixture = mdn_layers.mixture_from_params(params, 1, 2)
     np.testing.assert_allclose(loss(y, params), -mixture.log_prob(y[..., None]), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.backend_neutral
+def test_mixture_nll_defaults_to_full_covariance_without_missing_targets(rng):
+    weights, means, covs = random_mixture(rng, 2, 2)
+    params = np.tile(params_for(weights, means, covs, "full"), (3, 1)).astype("float32")
+    y = rng.normal(size=(3, 2)).astype("float32")
+    np.testing.assert_allclose(mdn_layers.mixture_nll(y, params, 2, 2),
+                               -scipy_mixture_logpdf(y, weights, means, covs), rtol=1e-4)
+    y[0, 0] = np.nan
+    with pytest.raises(ValueError, match="allow_missing=True"):
+        mdn_layers.mixture_nll(y, params, 2, 2)
