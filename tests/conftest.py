@@ -109,6 +109,15 @@ def restrict_covariance(covs, covariance):
     return diag[..., :, None] * np.eye(covs.shape[-1])
 
 
+def thin_far_normal(rng, dtype):
+    """Params ``[8, P]`` of ``N(1e4, 1e-3^2)`` (full layout, K = 1) and float64 targets
+    ``[8, 1]`` near it: float32 arithmetic would round the targets to 1e-3 and lose the
+    NLL's digits."""
+    loc, sd = 1e4, 1e-3
+    params = params_for(np.ones(1), np.array([[loc]]), np.array([[[sd**2]]]), "full")
+    return np.tile(params, (8, 1)).astype(dtype), loc + sd * rng.normal(size=(8, 1))
+
+
 def tfp_mixture(weights, means, covs, dtype="float64"):
     """The same mixture as a TFP distribution (full covariance via numpy's Cholesky)."""
     return tfd.MixtureSameFamily(

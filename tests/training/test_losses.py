@@ -13,6 +13,7 @@ from conftest import (
     restrict_covariance,
     scipy_mixture_logpdf,
     tensorflow_backend_only,
+    thin_far_normal,
 )
 from scipy import stats
 
@@ -225,23 +226,15 @@ def test_loss_names_a_distribution_given_as_params():
         mdn_layers.MixtureNLL(1, 1)(np.zeros((2, 1), "float32"), normal)
 
 
-def _thin_far_normal(rng, dtype):
-    """Params [8, P] of N(1e4, 1e-3^2) and targets [8, 1] float64 near it; float32 arithmetic
-    would round the targets to 1e-3 and lose the NLL's digits."""
-    loc, sd = 1e4, 1e-3
-    params = params_for(np.ones(1), np.array([[loc]]), np.array([[[sd**2]]]), "full")
-    return np.tile(params, (8, 1)).astype(dtype), loc + sd * rng.normal(size=(8, 1))
-
-
 @requires_float64
 @pytest.mark.backend_neutral
 def test_loss_follows_float64_params_or_its_own_float64_dtype(rng):
-    params, y = _thin_far_normal(rng, "float64")
+    params, y = thin_far_normal(rng, "float64")
     follows = mdn_layers.MixtureNLL(1, 1, reduction=None)
     expected = -stats.norm(1e4, 1e-3).logpdf(y[:, 0])
     np.testing.assert_allclose(follows(y, params), expected, rtol=1e-9)
     # A float64 loss on float32 params: the params as they are, the targets in float64.
-    single, y = _thin_far_normal(rng, "float32")
+    single, y = thin_far_normal(rng, "float32")
     own = mdn_layers.MixtureNLL(1, 1, dtype="float64", reduction=None)
     np.testing.assert_allclose(own(y, single), follows(y, single.astype("float64")), rtol=1e-9)
 

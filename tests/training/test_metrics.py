@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import params_for, requires_float64
+from conftest import params_for, requires_float64, thin_far_normal
 from scipy import stats
 
 import mdn_layers
@@ -156,12 +156,10 @@ def test_crps_and_coverage_metrics_of_every_kind_over_two_batch_axes(rng, covari
 @requires_float64
 def test_metrics_compute_float64_params_in_float64(rng):
     """A thin component far from 0: float32 arithmetic would lose the NLL's digits."""
-    loc, sd = 1e4, 1e-3
-    params = params_for(np.ones(1), np.array([[loc]]), np.array([[[sd**2]]]), "full")
-    y = loc + sd * rng.normal(size=(8, 1))
-    expected = -np.mean(stats.norm(loc, sd).logpdf(y[:, 0]))
+    params, y = thin_far_normal(rng, "float64")
+    expected = -np.mean(stats.norm(1e4, 1e-3).logpdf(y[:, 0]))
     nll = metrics.NegativeLogLikelihood(1, 1, dtype="float64")
-    nll.update_state(y, np.tile(params, (8, 1)))
+    nll.update_state(y, params)
     np.testing.assert_allclose(float(nll.result()), expected, rtol=1e-6)
 
 
