@@ -374,10 +374,12 @@ def in_row_chunks(function, parts, values):
     return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
 
 
-def log_prob(parts, values):
+def log_prob(parts, values, allow_missing=False):
     """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space
-    throughout; eagerly, in row chunks)."""
+    throughout; eagerly, in row chunks); with ``allow_missing`` NaN entries are missing and
+    each row scores the marginal of its observed dims."""
+    density = densities.observed_log_prob if allow_missing else densities.mixture_log_prob
     return in_row_chunks(
-        lambda chunk, chunk_values: densities.mixture_log_prob(
+        lambda chunk, chunk_values: density(
             tf_ops, chunk.log_weights, chunk.loc, chunk.scale, chunk.diagonal, chunk_values),
         parts, tf.cast(values, parts.dtype))

@@ -11,12 +11,12 @@ from mdn_layers.analysis import tf_ops
 from mdn_layers.analysis.mixtures import (
     check_values,
     event_result,
-    in_row_chunks,
+    log_prob,
     mixture_parts,
 )
 from mdn_layers.analysis.sampling import sample
 from mdn_layers.analysis.summaries import cdf, marginal_parts, quantile
-from mdn_layers.core import densities, marginals, validation
+from mdn_layers.core import marginals, validation
 
 
 def nll(dist, values, allow_missing=False):
@@ -27,14 +27,9 @@ def nll(dist, values, allow_missing=False):
     :class:`mdn_layers.MixtureNLL` does with ``allow_missing``. Without it, a row holding a
     NaN scores NaN, as ``log_prob`` does.
     """
-    density = (densities.observed_log_prob
-               if validation.check_bool(allow_missing, "allow_missing")
-               else densities.mixture_log_prob)
+    allow_missing = validation.check_bool(allow_missing, "allow_missing")
     parts = mixture_parts(dist)
-    return -in_row_chunks(
-        lambda chunk, chunk_values: density(
-            tf_ops, chunk.log_weights, chunk.loc, chunk.scale, chunk.diagonal, chunk_values),
-        parts, check_values(parts, values))
+    return -log_prob(parts, check_values(parts, values), allow_missing)
 
 
 def crps(dist, values):
