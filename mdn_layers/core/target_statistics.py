@@ -100,10 +100,10 @@ def _as_target_rows(y, event_size, name):
     rows = rows.reshape(-1, event_size)
     if np.isinf(rows).any():
         raise ValueError(f"{name}: `y` contains inf; use NaN for a missing value.")
-    empty = np.flatnonzero(~np.any(np.isfinite(rows), axis=0))
-    if rows.shape[0] == 0 or empty.size:
+    empty = np.flatnonzero(~np.any(np.isfinite(rows), axis=0))   # every dim when no rows
+    if empty.size:
         raise ValueError(f"{name}: `y` needs at least one observed (non-NaN) value per dim; "
-                         f"dims without one: {empty.tolist() or list(range(event_size))}.")
+                         f"dims without one: {empty.tolist()}.")
     return rows
 
 

@@ -191,9 +191,9 @@ def test_a_dim_constant_up_to_rounding_gets_unit_scale():
     """A spread below 1e-12 of the dim's magnitude is rounding: scale 1 there, as for a
     constant dim; a small but real spread keeps its own scale."""
     y = np.stack([1e6 + np.array([0.0, 1e-7, 0.0, 1e-7]),      # 5e-8 spread on 1e6
-                  1e-9 * np.array([1.0, -1.0, 1.0, -1.0])], -1)  # 1e-9 spread on 1e-9
+                  1.5e-12 * np.array([1.0, -1.0, 1.0, -1.0])], -1)  # 1.5e-12 on 0
     stats = target_statistics.target_statistics(y, 2, 1, "full")
-    np.testing.assert_allclose(stats.scale, [1.0, 1e-9], rtol=1e-9)
+    np.testing.assert_allclose(stats.scale, [1.0, 1.5e-12], rtol=1e-9)
     np.testing.assert_array_equal(stats.centres, np.zeros((1, 2)))
     np.testing.assert_array_equal(stats.spreads, [1.0])
 
@@ -230,6 +230,29 @@ def test_the_start_uses_a_fixed_subset_beyond_its_row_limit(monkeypatch, rng):
                                rtol=1e-12)
     again = target_statistics.target_statistics(y, 1, 2, "full")
     np.testing.assert_array_equal(first.centres, again.centres)
+    # At the limit itself every row is used, in its order: the same start as without one.
+    blob = rng.normal(size=(40, 2)) * [3.0, 0.5]
+    at_limit = target_statistics.target_statistics(blob, 2, 4, "full")
+    monkeypatch.setattr(target_statistics, "START_MAX_ROWS", 1000)
+    unlimited = target_statistics.target_statistics(blob, 2, 4, "full")
+    np.testing.assert_array_equal(at_limit.centres, unlimited.centres)
+
+
+def test_as_many_complete_rows_as_components_start_at_those_rows():
+    """K complete rows (the rest incomplete) are enough for the k-means start: each row is a
+    centre of its own, with one member and so the widest spread."""
+    y = np.array([[0.0, 1.0], [2.0, 5.0], [4.0, 0.0], [np.nan, 3.0], [1.0, np.nan]])
+    stats = target_statistics.target_statistics(y, 2, 3, "full")
+    z = (y[:3] - np.nanmean(y, 0)) / np.nanstd(y, 0)
+    np.testing.assert_allclose(stats.centres[_nearest(z, stats.centres)], z, atol=1e-12)
+    assert sorted(_nearest(z, stats.centres)) == [0, 1, 2]
+    np.testing.assert_array_equal(stats.spreads, [1.0, 1.0, 1.0])
+
+
+def test_the_statistics_carry_each_dims_grid_step():
+    y = np.stack([np.repeat(np.arange(5.0), 8), np.linspace(0.0, 1.0, 40) ** 2], -1)
+    stats = target_statistics.target_statistics(y, 2, 2, "full")
+    np.testing.assert_array_equal(stats.grid_step, [1.0, 0.0])
 
 
 def test_targets_of_any_leading_shape_are_rows():
