@@ -26,6 +26,7 @@ import tensorflow as tf
 from mdn_layers.analysis import tf_ops
 from mdn_layers.analysis.mixtures import (
     MixtureParts,
+    broadcast_parts,
     build_distribution,
     joined_parts,
     mixture_parts,
@@ -54,16 +55,6 @@ def _check_values(values, num_observed, dtype):
 
 def _gather_dims(tensor, dims, axis=-1):
     return tf.gather(tensor, np.asarray(dims, dtype=np.int32), axis=axis)
-
-
-def _broadcast_parts(log_weights, loc, scale, diagonal, single):
-    """Broadcasts the parts to one batch shape ``[..., K]``."""
-    batch = tf.broadcast_dynamic_shape(tf.shape(log_weights), tf.shape(loc)[:-1])
-    batch = tf.broadcast_dynamic_shape(batch, tf.shape(scale)[:-1 if diagonal else -2])
-    loc = tf.broadcast_to(loc, tf.concat([batch, tf.shape(loc)[-1:]], 0))
-    scale_event = tf.shape(scale)[-1:] if diagonal else tf.shape(scale)[-2:]
-    scale = tf.broadcast_to(scale, tf.concat([batch, scale_event], 0))
-    return MixtureParts(tf.broadcast_to(log_weights, batch), loc, scale, diagonal, single)
 
 
 # Eager TensorFlow pays a fixed cost per op: the unrolled factorisation (hundreds of small
@@ -213,7 +204,8 @@ def _conditioned_parts(parts, observed, values):
         loc = _gather_dims(parts.loc, unobserved) + shift * values_scale
     log_weights = _posterior_log_weights(parts.log_weights, z, values_scale, log_det,
                                          num_observed)
-    return _broadcast_parts(log_weights, loc, scale, parts.diagonal, parts.single)
+    return MixtureParts(*broadcast_parts(log_weights, loc, scale, parts.diagonal),
+                        parts.diagonal, parts.single)
 
 
 def marginalize(dist: "tfd.Distribution", indices: "Sequence[int]") -> "tfd.Distribution":

@@ -163,7 +163,6 @@ def mixture_parts(dist):
     if _is(dist, "MixtureSameFamily"):
         loc, scale, diagonal, scalar = _normal_parts(dist.components_distribution)
         logits = unwrap(dist.mixture_distribution).logits_parameter()
-        logits = tf.broadcast_to(logits, tf.shape(loc)[:-1])
     elif _is(dist, "Mixture"):
         read = [_normal_parts(component) for component in dist.components]
         if len({(r[2], r[3]) for r in read}) != 1:
@@ -172,7 +171,7 @@ def mixture_parts(dist):
         loc = tf.stack([r[0] for r in read], axis=-2)
         scale = tf.stack([r[1] for r in read], axis=-2 if read[0][2] else -3)
         diagonal, scalar = read[0][2], read[0][3]
-        logits = tf.broadcast_to(unwrap(dist.cat).logits_parameter(), tf.shape(loc)[:-1])
+        logits = unwrap(dist.cat).logits_parameter()
     else:
         loc, scale, diagonal, scalar = _normal_parts(dist)
         loc = loc[..., tf.newaxis, :]
@@ -183,7 +182,20 @@ def mixture_parts(dist):
         raise ValueError("The distribution's event size must be known statically; "
                          f"received event shape {dist.event_shape}.")
     log_weights = tf.math.log_softmax(tf.cast(logits, loc.dtype), axis=-1)
-    return MixtureParts(log_weights, loc, scale, diagonal, single, scalar)
+    return MixtureParts(*broadcast_parts(log_weights, loc, scale, diagonal), diagonal, single,
+                        scalar)
+
+
+def broadcast_parts(log_weights, loc, scale, diagonal):
+    """``(log_weights, loc, scale)`` broadcast to one batch shape ``[..., K]``: any of them
+    may carry batch axes the others lack (TFP broadcasts a mixture's weights against its
+    components)."""
+    batch = tf.broadcast_dynamic_shape(tf.shape(log_weights), tf.shape(loc)[:-1])
+    batch = tf.broadcast_dynamic_shape(batch, tf.shape(scale)[:-1 if diagonal else -2])
+    loc = tf.broadcast_to(loc, tf.concat([batch, tf.shape(loc)[-1:]], 0))
+    scale_event = tf.shape(scale)[-1:] if diagonal else tf.shape(scale)[-2:]
+    scale = tf.broadcast_to(scale, tf.concat([batch, scale_event], 0))
+    return tf.broadcast_to(log_weights, batch), loc, scale
 
 
 def check_values(parts, values, name="values"):

@@ -243,6 +243,34 @@ def test_diagonal_and_single_normal_inputs(rng):
     assert isinstance(mdn_layers.marginalize(normal, [2]), tfd.MultivariateNormalTriL)
 
 
+@pytest.mark.parametrize("diagonal", [True, False])
+@pytest.mark.parametrize("batched", ["scale", "weights"])
+def test_a_batch_carried_by_one_part_alone_is_kept(rng, diagonal, batched):
+    """Only the scales (or only the weights) carry the batch axis ``[3]``; K = 2 components,
+    so a batch read from the wrong axes of either part fails or mixes rows. Each row's
+    conditional matches the textbook numpy reference."""
+    weights = rng.dirichlet(np.ones(2), size=3 if batched == "weights" else None)
+    means = rng.normal(size=(2, 3))
+    sds = rng.uniform(0.4, 1.5, (3, 2, 3) if batched == "scale" else (2, 3))
+    trils = np.tril(rng.normal(size=sds.shape + (3,)), -1) * 0.5 + sds[..., None] * np.eye(3)
+    components = (tfd.MultivariateNormalDiag(means, sds) if diagonal
+                  else tfd.MultivariateNormalTriL(means, trils))
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(probs=weights), components)
+    values = np.array([0.3])
+    given = mdn_layers.condition(mixture, [1], values)
+    assert given.batch_shape == [3]
+    covs = sds[..., None] ** 2 * np.eye(3) if diagonal else trils @ np.swapaxes(trils, -1, -2)
+    for row in range(3):
+        row_weights = weights[row] if batched == "weights" else weights
+        row_covs = covs[row] if batched == "scale" else covs
+        expected = numpy_condition(row_weights, means, row_covs, [1], values)
+        np.testing.assert_allclose(weights_of(given)[row], expected[0], rtol=1e-10)
+        np.testing.assert_allclose(given.components_distribution.mean()[row], expected[1],
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(covariances_of(given)[row], expected[2], rtol=1e-10,
+                                   atol=1e-12)
+
+
 def test_mixture_from_layer_params_conditions_like_reference(rng):
     weights, means, covs = random_mixture(rng, 3, 3)
     params = params_for(weights, means, covs, "full")

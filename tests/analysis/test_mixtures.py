@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 from conftest import random_mixture, scipy_mixture_logpdf, tfp_mixture
-from scipy import stats
+from scipy import special, stats
 
 import mdn_layers
 from mdn_layers import scores, summaries
@@ -243,3 +243,24 @@ def test_log_prob_of_draws_with_a_sample_axis_matches_tfp(rng):
     values = rng.normal(size=(5, 4, 2))
     found = mixtures.log_prob(mixtures.mixture_parts(dist), values)
     np.testing.assert_allclose(found.numpy(), dist.log_prob(values).numpy(), rtol=1e-10)
+
+
+def test_weights_that_alone_carry_the_batch_broadcast_like_tfp(rng):
+    """TFP broadcasts a mixture's weights against its components: weights ``[3, 2]`` over
+    two shared components have batch shape ``[3]``. Every reader sees that batch: the
+    density, mean and covariance match TFP's own, samples have its shape."""
+    probs = rng.dirichlet(np.ones(2), size=3)
+    means = rng.normal(size=(2, 2))
+    trils = np.tril(rng.normal(size=(2, 2, 2)), -1) * 0.5 + np.eye(2)
+    dist = tfd.MixtureSameFamily(tfd.Categorical(probs=probs),
+                                 tfd.MultivariateNormalTriL(means, trils))
+    parts = mixtures.mixture_parts(dist)
+    assert parts.log_weights.shape == (3, 2) and parts.loc.shape == (3, 2, 2)
+    y = rng.normal(size=(3, 2))
+    expected = [special.logsumexp(np.log(probs[row]) + [
+        stats.multivariate_normal(means[k], trils[k] @ trils[k].T).logpdf(y[row])
+        for k in range(2)]) for row in range(3)]
+    np.testing.assert_allclose(-scores.nll(dist, y), expected, rtol=1e-10)
+    np.testing.assert_allclose(summaries.mean(dist), probs @ means, rtol=1e-10)
+    np.testing.assert_allclose(summaries.covariance(dist), dist.covariance(), rtol=1e-10)
+    assert mdn_layers.sample(dist, 5, seed=1).shape == (5, 3, 2)
