@@ -517,6 +517,11 @@ def test_condition_far_out_finite_values_give_finite_weights(far):
     given = mdn_layers.condition(mixture, [1], np.array([far], "float32"))
     np.testing.assert_allclose(given.mixture_distribution.probs_parameter(), [0.0, 1.0],
                                atol=1e-6)
+    # Row by row: beside a far row, an ordinary one keeps its posterior (Bayes, scipy).
+    given = mdn_layers.condition(mixture, [1], np.array([[far], [0.5]], "float32"))
+    density = stats.norm.pdf(0.5, 0.0, [0.5, 3.0])
+    np.testing.assert_allclose(given.mixture_distribution.probs_parameter(),
+                               [[0.0, 1.0], density / density.sum()], atol=1e-6)
 
 
 @pytest.mark.slow
