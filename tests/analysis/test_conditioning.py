@@ -524,6 +524,21 @@ def test_condition_far_out_finite_values_give_finite_weights(far):
                                [[0.0, 1.0], density / density.sum()], atol=1e-6)
 
 
+def test_far_out_rows_of_different_scales_each_get_their_own_limit():
+    """Two mixtures in one float32 batch, their scales 25 orders of magnitude apart, each
+    observed so far out that every density underflows: each row's limit is its own widest
+    component, whatever the other row's scale (a batch-wide rescaling underflows or
+    overflows one of them)."""
+    sds = np.array([[1e-10, 3e-10], [1e15, 3e15]], "float32")
+    tril = sds[..., None, None] * np.eye(2, dtype="float32")
+    mixture = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=np.zeros((2, 2), "float32")),
+        tfd.MultivariateNormalTriL(np.zeros((2, 2, 2), "float32"), tril))
+    given = mdn_layers.condition(mixture, [1], np.array([[1e10], [1e35]], "float32"))
+    np.testing.assert_allclose(given.mixture_distribution.probs_parameter(),
+                               [[0.0, 1.0], [0.0, 1.0]], atol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 @SETTINGS
