@@ -539,6 +539,19 @@ def test_far_out_rows_of_different_scales_each_get_their_own_limit():
                                [[0.0, 1.0], [0.0, 1.0]], atol=1e-6)
 
 
+def test_far_out_ties_keep_the_limit_of_the_density_ratio():
+    """Observed dims 0 and 1 far out along dim 0: two components with the same spread along
+    that direction but different spreads across it tie in whitened distance. Their density
+    ratio tends to the inverse ratio of their observed blocks' |L| (1 : 2), so the limiting
+    weights are 2/3 and 1/3."""
+    tril = np.stack([np.eye(3), np.diag([1.0, 2.0, 1.0])]).astype("float32")
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros(2, "float32")),
+                                    tfd.MultivariateNormalTriL(np.zeros((2, 3), "float32"), tril))
+    given = mdn_layers.condition(mixture, [0, 1], np.array([1e20, 0.0], "float32"))
+    np.testing.assert_allclose(given.mixture_distribution.probs_parameter(), [2 / 3, 1 / 3],
+                               rtol=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 @SETTINGS

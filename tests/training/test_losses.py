@@ -285,6 +285,9 @@ def test_target_and_params_errors_are_whole_sentences_naming_the_class(make, nam
     refused(np.zeros((4, 2), "float32"), np.zeros((4, 17), "float32"),
             rf"{name}: y_pred last axis has size 17, but event_size=2, num_components=3, "
             r"covariance='full' need params_size=18\.")
+    refused(np.zeros((4, 5, 2), "float32"), np.zeros((4, 5, 17), "float32"),   # sequences
+            rf"{name}: y_pred last axis has size 17, but event_size=2, num_components=3, "
+            r"covariance='full' need params_size=18\.")
     refused(np.full((4, 2), np.nan, "float32"), params,
             rf"{name}: y_true contains NaN or inf\. Pass allow_missing=True to treat NaN "
             r"targets as missing values\.")
