@@ -43,6 +43,7 @@ TESTS = {
     "mdn_layers/core/triangular.py": ["tests/core"],
     "mdn_layers/core/target_statistics.py": ["tests/core/test_target_statistics.py"],
     "mdn_layers/core/validation.py": ["tests/core", "tests/training/test_layer.py",
+                                      "tests/training/test_metrics.py",
                                       "tests/training/test_losses.py"],
     "mdn_layers/training/schedule.py": ["tests/training/test_schedule.py"],
     "mdn_layers/training/losses.py": _TRAINING,

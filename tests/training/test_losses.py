@@ -250,6 +250,12 @@ def test_loss_scores_half_precision_params_in_float32(rng):
     weight = np.array([1, 0, 0, 2, 0, 0], "float32")
     np.testing.assert_allclose(mdn_layers.MixtureNLL(2, 2)(y, half, sample_weight=weight),
                                np.sum(keras.ops.convert_to_numpy(found) * weight) / 6, rtol=1e-5)
+    # A float64 call in between leaves the loss its own dtype: half precision still in float32.
+    loss(y.astype("float64"), half.astype("float64"))
+    assert loss.dtype == "float32"
+    again = loss(y, half)
+    assert keras.backend.standardize_dtype(again.dtype) == "float32"
+    np.testing.assert_allclose(again, found, rtol=1e-6)
 
 
 @pytest.mark.backend_neutral
