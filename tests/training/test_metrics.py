@@ -210,3 +210,7 @@ def test_metrics_give_rows_without_targets_no_weight_and_take_column_weights(rng
     np.testing.assert_allclose(float(column.result()),
                                np.sum(per_step.reshape(-1)[kept] * weight[kept])
                                / np.sum(weight[kept]), rtol=1e-5)
+    # Per-step weights of sequences, as [B, T, 1] too (the trailing axis, not the steps').
+    steps = metrics.NegativeLogLikelihood(2, 3, allow_missing=True)
+    steps.update_state(y, params, sample_weight=weight.reshape(2, 3, 1))
+    np.testing.assert_allclose(float(steps.result()), float(column.result()), rtol=1e-6)
