@@ -46,9 +46,17 @@ def test_metric_values_equal_mean_scores(rng):
                                np.mean(scores.coverage(mixture, y, levels=(0.5,))), rtol=1e-5)
 
 
-def test_coverage_metric_validates_level():
-    with pytest.raises(ValueError, match="level"):
-        metrics.IntervalCoverage(2, 3, level=90)
+@pytest.mark.parametrize("level, message", [
+    (90, "`level` must be in (0, 1); received 90."),
+    (1.0, "`level` must be in (0, 1); received 1.0."),
+    (True, "`level` must be a float in (0, 1); received True of type bool."),
+    (np.bool_(False), "`level` must be a float in (0, 1); received np.False_ of type bool."),
+    ("0.9", "`level` must be a float in (0, 1); received '0.9' of type str."),
+])
+def test_coverage_metric_validates_level_with_the_whole_message(level, message):
+    with pytest.raises(ValueError) as error:
+        metrics.IntervalCoverage(2, 3, level=level)
+    assert str(error.value) == message
 
 
 def test_energy_score_metric_is_close_to_the_closed_form_for_one_dim(rng):
