@@ -15,7 +15,7 @@ def input_normalization(x):
     return keras.layers.Normalization(mean=rows.mean(axis=0), variance=variance)
 
 
-def tabular_model(num_features, head, input_noise, units=50, normalization=None):
+def tabular_model(num_features, head, input_noise, units, normalization=None):
     """``Input -> [normalization] -> GaussianNoise(input_noise) -> Dense(units, relu) -> head``.
 
     The noise acts in training only, on normalised inputs.

@@ -539,6 +539,21 @@ def test_far_out_rows_of_different_scales_each_get_their_own_limit():
                                [[0.0, 1.0], [0.0, 1.0]], atol=1e-6)
 
 
+def test_observations_near_the_largest_float32_against_the_narrowest_components():
+    """Values near float32's largest (3e38) over components of spread 1e-25: the residuals
+    are divided by a power of two within a factor 2 of the values before whitening, so the
+    whitened distance stays finite (about 1e25) and the limit is the wider component; a
+    coarser power would overflow it to inf and the weights to NaN. (The first dim is
+    observed: reordering dims would square the spreads, below float32's range.)"""
+    tril = (np.array([1e-25, 3e-25])[:, None, None] * np.eye(2)).astype("float32")
+    mixture = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros(2, "float32")),
+                                    tfd.MultivariateNormalTriL(np.zeros((2, 2), "float32"), tril))
+    given = mdn_layers.condition(mixture, [0], np.array([3e38], "float32"))
+    np.testing.assert_allclose(given.mixture_distribution.probs_parameter(), [0.0, 1.0],
+                               atol=1e-6)
+    np.testing.assert_array_equal(given.components_distribution.mean(), [[0.0], [0.0]])
+
+
 def test_far_out_ties_keep_the_limit_of_the_density_ratio():
     """Observed dims 0 and 1 far out along dim 0: two components with the same spread along
     that direction but different spreads across it tie in whitened distance. Their density
