@@ -184,3 +184,27 @@ def test_an_ensemble_reuses_member_zero_and_refits_members_on_every_row():
                for fit in fits[1:])
     with pytest.raises(TypeError, match="`first`"):
         mdn_layers.fit_tabular_ensemble(x, y, members=2, first=first.model)
+
+
+@pytest.mark.backend_neutral
+def test_the_tabular_network_is_the_documented_forward_pass():
+    """``Input -> Normalization -> GaussianNoise -> Dense(units, relu) -> head``: at prediction
+    the noise is off, and the params are the numpy forward pass of the model's own weights
+    (inputs standardised by the training columns' mean and variance, a constant column to 0)."""
+    import keras
+
+    from mdn_layers.training import networks
+    rng = np.random.default_rng(4)
+    x = rng.normal([3.0, -1.0, 5.0], [2.0, 0.5, 1.0], size=(40, 3)).astype("float32")
+    x[:, 2] = 5.0
+    head = mdn_layers.MixtureDensity(1, 2)
+    model = networks.tabular_model(3, head, 0.3, 8, networks.input_normalization(x))
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == 1 and dense[0].units == 8
+    kernel, bias = dense[0].get_weights()
+    std = x.astype("float64").std(0)
+    z = (x - x.astype("float64").mean(0)) / np.where(std > 0, std, 1.0)
+    hidden = np.maximum(z @ kernel + bias, 0.0)
+    expected = hidden @ keras.ops.convert_to_numpy(head.kernel) + keras.ops.convert_to_numpy(
+        head.bias)
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-5)
