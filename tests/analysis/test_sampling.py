@@ -88,13 +88,37 @@ def test_sample_single_normal(rng):
     np.testing.assert_allclose(draws.std(0), [0.1, 0.2], rtol=0.03)
 
 
-@pytest.mark.parametrize("kwargs,name", [(dict(temperature=-1.0), "temperature"),
-                                         (dict(sigma_temperature=np.nan), "sigma_temperature"),
-                                         (dict(sample_shape=(-2,)), "sample_shape")])
-def test_sample_validation(rng, kwargs, name):
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(temperature=-1.0), "`temperature` must be a finite float >= 0; received -1.0."),
+    (dict(sigma_temperature=np.nan),
+     "`sigma_temperature` must be a finite float >= 0; received nan."),
+    (dict(sample_shape=(-2,)),
+     "`sample_shape` must be a non-negative int or a sequence of them; received (-2,)."),
+    (dict(sample_shape=2.5),
+     "`sample_shape` must be a non-negative int or a sequence of them; received 2.5.")])
+def test_sample_validation(rng, kwargs, message):
     mixture = tfp_mixture(*random_mixture(rng, 2, 2))
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError) as error:
         mdn_layers.sample(mixture, **kwargs)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_samples_over_two_batch_axes_have_each_mixtures_moments(rng, covariance):
+    """Batch ``[2, 3]``: each of the six mixtures' sample mean and covariance match its
+    analytic ones (TFP), so no row draws from another row's components."""
+    params = rng.normal(size=(2, 3, mdn_layers.params_size(2, 3, covariance)))
+    mixture = mdn_layers.mixture_from_params(params, 2, 3, covariance)
+    draws = mdn_layers.sample(mixture, 40000, seed=5).numpy()
+    assert draws.shape == (40000, 2, 3, 2)
+    mean, covariance_matrix = mixture.mean().numpy(), mixture.covariance().numpy()
+    for i in range(2):
+        for j in range(3):
+            scale = np.sqrt(np.diag(covariance_matrix[i, j]))
+            np.testing.assert_allclose(draws[:, i, j].mean(0), mean[i, j],
+                                       atol=0.03 * scale.max())
+            np.testing.assert_allclose(np.cov(draws[:, i, j].T), covariance_matrix[i, j],
+                                       atol=0.06 * scale.max() ** 2)
 
 
 def test_sample_refuses_string_temperatures_and_takes_a_tensor_int_seed():
