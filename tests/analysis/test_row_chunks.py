@@ -76,6 +76,30 @@ def test_chunked_draws_are_fresh_in_every_chunk_and_reproducible(rng, small_chun
     assert np.all(np.abs(pooled.mean(0) - mean) < 5 * standard_error)
 
 
+def test_rows_per_chunk_shrink_with_the_draws_per_row(rng, monkeypatch):
+    """S draws per row make S copies of a row's parts: with a budget that holds every row's
+    parts once, one draw per row takes one chunk of all 120 rows and ten draws take chunks
+    of 12 rows (full and diagonal factors), so a chunk's draws stay within the budget."""
+    from mdn_layers.analysis import sampling
+    cut = []
+
+    def recorded(parts, values=None, copies=1):
+        for start, chunk, chunk_values in mixtures.row_chunks(parts, values, copies):
+            cut.append(int(chunk.log_weights.shape[0]))
+            yield start, chunk, chunk_values
+
+    monkeypatch.setattr(sampling, "row_chunks", recorded)
+    _, dist = _batch(rng)
+    diagonal = tfd.MixtureSameFamily(dist.mixture_distribution, tfd.MultivariateNormalDiag(
+        dist.components_distribution.mean(), dist.components_distribution.stddev()))
+    for mixture, entries in [(dist, 1 + D + D * D), (diagonal, 1 + 2 * D)]:
+        monkeypatch.setattr(layout, "CHUNK_BYTES", ROWS * 8 * K * entries)
+        for draws, chunks in [(1, [ROWS]), (10, [12] * 10)]:
+            cut.clear()
+            assert mdn_layers.sample(mixture, draws, seed=0).shape == (draws, ROWS, D)
+            assert cut == chunks
+
+
 def test_a_factor_with_entries_above_its_diagonal_is_read_as_its_lower_triangle(rng):
     tril = np.tril(rng.normal(size=(5, 2, D, D))) + 2 * np.eye(D)
     noisy = tril + np.triu(rng.normal(size=tril.shape), 1)   # TFP ignores the upper part
