@@ -78,8 +78,9 @@ def test_chunked_draws_are_fresh_in_every_chunk_and_reproducible(rng, small_chun
 
 def test_rows_per_chunk_shrink_with_the_draws_per_row(rng, monkeypatch):
     """S draws per row make S copies of a row's parts: with a budget that holds every row's
-    parts once, one draw per row takes one chunk of all 120 rows and ten draws take chunks
-    of 12 rows (full and diagonal factors), so a chunk's draws stay within the budget."""
+    parts once, one draw per row takes one chunk of all 120 rows, two draws two chunks and
+    ten draws chunks of 12 rows (full and diagonal factors), so a chunk's draws stay within
+    the budget; the chunks' draws are joined row by row."""
     from mdn_layers.analysis import sampling
     cut = []
 
@@ -94,10 +95,16 @@ def test_rows_per_chunk_shrink_with_the_draws_per_row(rng, monkeypatch):
         dist.components_distribution.mean(), dist.components_distribution.stddev()))
     for mixture, entries in [(dist, 1 + D + D * D), (diagonal, 1 + 2 * D)]:
         monkeypatch.setattr(layout, "CHUNK_BYTES", ROWS * 8 * K * entries)
-        for draws, chunks in [(1, [ROWS]), (10, [12] * 10)]:
+        for draws, chunks in [(1, [ROWS]), (2, [60, 60]), (10, [12] * 10)]:
             cut.clear()
             assert mdn_layers.sample(mixture, draws, seed=0).shape == (draws, ROWS, D)
             assert cut == chunks
+    # Each row's draws come from its own mixture: rows 100 apart stay within 50 of theirs.
+    offset = 100.0 * np.arange(ROWS)[:, None, None]
+    apart = tfd.MixtureSameFamily(dist.mixture_distribution, tfd.MultivariateNormalDiag(
+        dist.components_distribution.mean() + offset, dist.components_distribution.stddev()))
+    draws = mdn_layers.sample(apart, 10, seed=0).numpy()
+    assert np.all(np.abs(draws - offset[:, 0][None]) < 50.0)
 
 
 def test_a_factor_with_entries_above_its_diagonal_is_read_as_its_lower_triangle(rng):
