@@ -59,6 +59,13 @@ TESTS = {
     "mdn_layers/training/networks.py": ["tests/training/test_tabular.py"],
     "mdn_layers/analysis/conditioning.py": ["tests/analysis/test_conditioning.py",
                                             "tests/analysis/test_row_chunks.py"],
+    "mdn_layers/analysis/mixtures.py": ["tests/analysis/test_mixtures.py",
+                                        "tests/analysis/test_scores.py"],
+    "mdn_layers/training/keras_ops.py": ["tests/integration/test_ops_namespaces.py",
+                                         "tests/training/test_layer.py::test_training_softplus"
+                                         "_and_its_gradient_against_closed_forms"],
+    "mdn_layers/analysis/tf_ops.py": ["tests/integration/test_ops_namespaces.py",
+                                      "tests/analysis/test_mixtures.py"],
 }
 
 

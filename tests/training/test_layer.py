@@ -197,7 +197,6 @@ def test_training_softplus_and_its_gradient_against_closed_forms(dtype):
 
 
 @pytest.mark.backend_neutral
-@pytest.mark.backend_neutral
 @pytest.mark.parametrize("covariance", KINDS)
 def test_a_non_default_diag_shift_reaches_layer_loss_and_predict_mixture(rng, covariance):
     """Params whose raw scale entries are very negative: every standard deviation is then the
