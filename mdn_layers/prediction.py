@@ -6,7 +6,6 @@ batched ``tfd.MixtureSameFamily``; given several models it returns their ensembl
 """
 
 import threading
-import warnings
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -219,6 +218,6 @@ def _warn_on_non_finite_rows(chunks):
         start += len(array)
         yield params
     if bad:
-        warnings.warn(f"predict_mixture: {len(bad)} rows have NaN or infinite params (their "
-                      f"inputs are not finite, or the model diverged), first rows "
-                      f"{bad[:10]}; their mixtures are NaN.", RuntimeWarning, stacklevel=3)
+        validation.warn_caller(f"predict_mixture: {len(bad)} rows have NaN or infinite params "
+                               "(their inputs are not finite, or the model diverged), first "
+                               f"rows {bad[:10]}; their mixtures are NaN.", RuntimeWarning)

@@ -7,6 +7,7 @@ way, whichever the caller expects.
 """
 
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -289,10 +290,20 @@ def warn_on_float32_rounding(y, caller):
     rounding = np.nanmax(np.abs(y), axis=0) * 2.0 ** -24
     dims = np.flatnonzero(rounding > 1e-3 * spread).tolist()
     if dims:
-        warnings.warn(
+        warn_caller(
             f"{caller}: target dims {dims} have a large offset for their spread (mean "
             f"{np.nanmean(y, axis=0)[dims].tolist()}, standard deviation {spread[dims].tolist()}"
             "); float32, in which the model trains, rounds them by more than 0.1% of the "
             "spread. Subtract an offset first (y - offset) and add it back to the predicted "
-            "mixtures with mdn_layers.rescale(mixture, offset, 1.0).", RuntimeWarning,
-            stacklevel=5)
+            "mixtures with mdn_layers.rescale(mixture, offset, 1.0).", RuntimeWarning)
+
+
+def warn_caller(message, category):
+    """``warnings.warn`` at the first caller outside this package, however deep inside it the
+    warning arises (``fit_tabular``, ``fit_tabular_ensemble`` or an estimator's ``fit``), so
+    the warning names the user's line and warning filters keyed on it work."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == (
+            __name__.partition(".")[0]):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -3,8 +3,6 @@
 Plain Python over :mod:`mdn_layers.core.layout`: imports neither keras nor tensorflow.
 """
 
-import warnings
-
 import numpy as np
 
 from mdn_layers.core import layout, target_statistics, validation
@@ -235,13 +233,13 @@ class MixtureHead(MixtureConfig):
         grid_dims = np.flatnonzero(stats.grid_step > 0).tolist()
         self.target_floor = floor
         if self.scale_floor is None and grid_dims:
-            warnings.warn(GridTargetWarning(
+            validation.warn_caller(
                 f"{type(self).__name__}.adapt: target dims {grid_dims} take values on a grid "
                 f"(steps {stats.grid_step[grid_dims].tolist()}); a mixture can shrink its "
                 "components onto the grid values and report a log-likelihood without bound. "
                 "Pass scale_floor='grid' to the layer (a floor at the grid step), or add "
-                "uniform noise of one step to the training targets (dequantisation)."),
-                stacklevel=2)
+                "uniform noise of one step to the training targets (dequantisation).",
+                GridTargetWarning)
         self._start = (stats.centres, stats.spreads)
         if self.built:
             self._build_target_weights()

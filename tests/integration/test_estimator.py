@@ -125,6 +125,14 @@ def test_an_ensemble_predicts_as_one_mixture(rng):
     assert mixture.mixture_distribution.logits.shape[-1] == 3 * est.fit_.num_components
 
 
+def test_a_warning_from_deep_inside_fit_names_the_callers_line(rng):
+    frame, y = table(rng, 60)
+    with pytest.warns(RuntimeWarning, match="large offset") as caught:
+        small(members=2, max_epochs=1).fit(frame, 1e12 + 1e5 * y[:, 0])
+    # Member 0 through fit_tabular, member 1 through the ensemble's own preparation.
+    assert {w.filename for w in caught if "large offset" in str(w.message)} == {__file__}
+
+
 @pytest.mark.slow
 def test_saved_estimator_loads_in_a_fresh_process_with_the_same_predictions(rng, tmp_path):
     frame, y = table(rng, 160)

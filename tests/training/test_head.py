@@ -172,8 +172,9 @@ def _trained(head, x, y, epochs):
 def test_adapt_warns_on_a_grid_target_and_the_grid_floor_holds_in_training(rng):
     x, y = _grid_data(rng)
     with pytest.warns(mdn_layers.GridTargetWarning, match=r"grid \(steps \[1\.0\]\).*"
-                      r"scale_floor='grid'"):
+                      r"scale_floor='grid'") as caught:
         collapsing = mdn_layers.MixtureDensity(1, 5).adapt(y)
+    assert caught[0].filename == __file__          # the warning names the caller's line
     floored = mdn_layers.MixtureDensity(1, 5, scale_floor="grid").adapt(y)
     floor = 1.0                                         # the grid step
     np.testing.assert_allclose(floored.target_floor, [floor])
