@@ -161,6 +161,7 @@ def test_target_statistics_both_or_neither():
     assert loc == (1.0, 2.0) and scale == (0.5, 3.0)
     assert all(type(x) is float for x in loc + scale)
     assert v.check_target_statistics([1, 2], [2, 2], 2, "spherical") == ((1.0, 2.0), (2.0, 2.0))
+    assert v.check_target_statistics(1, 0.5, 1, "spherical") == ((1.0,), (0.5,))
     _raises("`target_loc` and `target_scale` go together: pass both or neither; received "
             "target_loc=[0], target_scale=None.", v.check_target_statistics, [0], None, 1, "full")
     _raises("`target_loc` and `target_scale` go together: pass both or neither; received "
@@ -199,6 +200,7 @@ def test_affine_arguments():
     assert out.dtype == np.float64 and out.tolist() == [2.0, 2.0, 2.0]
     assert v.check_affine([1, -2], 2, "loc", False).tolist() == [1.0, -2.0]
     assert v.check_affine(0.0, 2, "loc", False).tolist() == [0.0, 0.0]
+    assert v.check_affine([0.5, 1e-300], 2, "scale", True).tolist() == [0.5, 1e-300]
     _raises("`loc` must be a float or 2 floats; received 'a'.", v.check_affine, "a", 2, "loc",
             False)
     _raises("`loc` must be a float or 2 floats (one per dim); received shape (3,).",
@@ -246,6 +248,7 @@ def test_sample_weights():
     assert v.check_sample_weight(None, 3).tolist() == [1.0, 1.0, 1.0]
     out = v.check_sample_weight([0, 2, 0], 3)
     assert out.dtype == np.float64 and out.tolist() == [0.0, 2.0, 0.0]
+    assert v.check_sample_weight([0, 1e-300], 2).tolist() == [0.0, 1e-300]  # one tiny weight
     _raises("`sample_weight` must be numbers; received list.", v.check_sample_weight,
             ["a", "b"], 2)
     _raises("`sample_weight` must have shape [2] (one weight per row); received shape [2, 1].",
