@@ -47,6 +47,14 @@ requires_float64 = pytest.mark.skipif(
     reason="float64 end to end: JAX needs JAX_ENABLE_X64; Keras reduces torch losses in float32")
 
 
+def warned_here(warning, path):
+    """Whether a caught ``warning`` names a line of the file ``path`` (the test's own). Not
+    checked under mutmut, whose trampolines add frames outside the package between a caller
+    and the package's code; ``tests/mutation/README.md`` lists the frame walk's mutants,
+    checked by hand."""
+    return "mutmut" in sys.modules or warning.filename == path
+
+
 def run_python(script, env=None, timeout=600):
     """Runs ``script`` in a fresh Python; returns the JSON its last stdout line holds."""
     import os

@@ -54,8 +54,16 @@ TESTS = {
     "mdn_layers/training/head.py": ["tests/training/test_head.py"],
     "mdn_layers/training/layer.py": ["tests/training/test_layer.py"],
     "mdn_layers/training/networks.py": ["tests/training/test_tabular.py"],
+    # Less its five slowest tests (two thirds of its time: the float32-against-float64 check
+    # in a graph and under XLA, training, tf.function retracing, the chain rule), which every
+    # mutant of conditioning reaches; a survivor is rerun against them by hand.
     "mdn_layers/analysis/conditioning.py": ["tests/analysis/test_conditioning.py",
-                                            "tests/analysis/test_row_chunks.py"],
+                                            "tests/analysis/test_row_chunks.py"] + [
+        "--deselect=tests/analysis/test_conditioning.py::" + test for test in (
+            "test_float32_conditioning_matches_float64[xla]",
+            "test_float32_conditioning_matches_float64[graph]",
+            "test_training_with_missing_targets_stays_finite",
+            "test_condition_inside_tf_function[False]", "test_chain_rule")],
     "mdn_layers/analysis/mixtures.py": ["tests/analysis/test_mixtures.py",
                                         "tests/analysis/test_scores.py"],
     "mdn_layers/training/keras_ops.py": ["tests/integration/test_ops_namespaces.py",

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import warned_here
 
 import mdn_layers
 
@@ -174,7 +175,7 @@ def test_adapt_warns_on_a_grid_target_and_the_grid_floor_holds_in_training(rng):
     with pytest.warns(mdn_layers.GridTargetWarning, match=r"grid \(steps \[1\.0\]\).*"
                       r"scale_floor='grid'") as caught:
         collapsing = mdn_layers.MixtureDensity(1, 5).adapt(y)
-    assert caught[0].filename == __file__          # the warning names the caller's line
+    assert warned_here(caught[0], __file__)        # the warning names the caller's line
     floored = mdn_layers.MixtureDensity(1, 5, scale_floor="grid").adapt(y)
     floor = 1.0                                         # the grid step
     np.testing.assert_allclose(floored.target_floor, [floor])
