@@ -145,18 +145,22 @@ def test_central_interval_is_ninety_percent_by_default_and_names_a_bad_level(rng
         mdn_layers.central_interval(normal, 1.5)
 
 
-def _numpy_fixed_point_steps(weights, means, covs, steps):
-    """The documented mean-shift fixed point from every component mean, ``steps`` times, and
-    the end point of highest density: numpy and scipy only."""
+def _numpy_fixed_point_steps(weights, means, covs, steps, tolerance=0.0):
+    """The documented mean-shift fixed point from every component mean, ``steps`` times or
+    until a step moves no point by more than ``tolerance``, and the end point of highest
+    density: numpy and scipy only."""
     precisions = np.linalg.inv(covs)
     points = means.copy()
     for _ in range(steps):
+        previous = points
         log_density = np.stack([[np.log(w) + stats.multivariate_normal(m, c).logpdf(p)
                                  for w, m, c in zip(weights, means, covs)] for p in points])
         r = np.exp(log_density - special.logsumexp(log_density, axis=1, keepdims=True))
         a = np.einsum("sk,kij->sij", r, precisions)
         b = np.einsum("sk,kij,kj->si", r, precisions, means)
         points = np.linalg.solve(a, b[..., None])[..., 0]
+        if np.max(np.abs(points - previous)) <= tolerance:
+            break
     density = [scipy_mixture_logpdf(p[None], weights, means, covs)[0] for p in points]
     return points[int(np.argmax(density))]
 
@@ -168,6 +172,21 @@ def test_mode_takes_exactly_max_iterations_steps_when_capped(rng, steps):
                             tolerance=0.0)
     np.testing.assert_allclose(found, _numpy_fixed_point_steps(weights, means, covs, steps),
                                rtol=1e-9, atol=1e-12)
+
+
+def test_mode_stops_at_the_first_step_that_moves_no_point_beyond_the_tolerance():
+    """Two overlapping components far from the origin: the climb to the merged mode is slow,
+    so stopping at a coarse tolerance ends visibly short of it."""
+    weights = np.array([0.5, 0.5])
+    means = np.array([[10.0, 20.0], [11.6, 20.5]])
+    covs = np.array([[[1.0, 0.2], [0.2, 1.0]], [[1.0, -0.1], [-0.1, 0.8]]])
+    mixture = tfp_mixture(weights, means, covs)
+    expected = _numpy_fixed_point_steps(weights, means, covs, 200, tolerance=0.02)
+    converged = _numpy_fixed_point_steps(weights, means, covs, 2000)
+    assert np.max(np.abs(expected - converged)) > 1e-3          # the tolerance shows
+    np.testing.assert_allclose(mdn_layers.mode(mixture, tolerance=0.02), expected, rtol=1e-9)
+    np.testing.assert_allclose(mdn_layers.mode(mixture, max_iterations=2000, tolerance=0.0),
+                               converged, rtol=1e-7)
 
 
 def test_mode_and_responsibilities_of_a_diagonal_mixture_over_two_batch_axes(rng):
