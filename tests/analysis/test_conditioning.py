@@ -1,3 +1,6 @@
+"""condition, marginalize and rescale against closed forms, gmr, scipy and float64 references:
+batches, dtypes, graphs and XLA, far-out and ill-conditioned values, every error."""
+import re
 
 import gmr
 import keras
@@ -491,8 +494,25 @@ def test_float32_conditioning_far_out_gives_the_limit_not_nan(value):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_condition_refuses_non_finite_observed_values(bad):
     mixture = mdn_layers.mixture_from_params(np.zeros((3, 18), "float32"), 2, 3)
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match=re.escape(
+            "condition: `values` contains NaN or inf; observed values must be finite "
+            "(marginalize out a dim instead of observing NaN).") + "$"):
         mdn_layers.condition(mixture, [1], np.array([[0.0], [bad], [1.0]], "float32"))
+
+
+def test_python_float_values_keep_a_float64_mixtures_precision():
+    """Values given as Python floats are read at the mixture's float64, not through float32:
+    the conditional mean of a bivariate normal, mu_1 + (s_10 / s_00) (v - mu_0), to 1e-14."""
+    weights, means = np.ones(1), np.array([[0.0, 0.0]])
+    covs = np.array([[[1.0, 0.5], [0.5, 2.0]]])
+    given = mdn_layers.condition(tfp_mixture(weights, means, covs), [0], [[0.1]])
+    assert given.dtype == tf.float64
+    np.testing.assert_allclose(given.mean().numpy()[0], [0.5 * 0.1], rtol=1e-14)
+
+
+def test_condition_of_a_scalar_event_names_condition():
+    with pytest.raises(ValueError, match=r"^condition needs a multivariate event \(D >= 2\)"):
+        mdn_layers.condition(_scalar_event_mixture(), [0], [[0.0]])
 
 
 @pytest.mark.parametrize("loc, scale, match", [
