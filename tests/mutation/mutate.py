@@ -64,8 +64,8 @@ TESTS = {
             "test_float32_conditioning_matches_float64[graph]",
             "test_training_with_missing_targets_stays_finite",
             "test_condition_inside_tf_function[False]", "test_chain_rule")],
-    "mdn_layers/analysis/mixtures.py": ["tests/analysis/test_mixtures.py",
-                                        "tests/analysis/test_scores.py"],
+    "mdn_layers/analysis/mixtures.py": ["tests/analysis/test_mixtures.py", *_ANALYSIS,
+                                        "tests/integration/test_prediction.py"],
     "mdn_layers/training/keras_ops.py": ["tests/integration/test_ops_namespaces.py",
                                          "tests/training/test_layer.py::test_training_softplus"
                                          "_and_its_gradient_against_closed_forms"],
