@@ -11,6 +11,8 @@ import pytest
 from mdn_layers.analysis import tf_ops
 from mdn_layers.training import keras_ops
 
+pytestmark = pytest.mark.backend_neutral
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "mdn_layers"
 SHARED = sorted(path.name for path in (PACKAGE / "core").glob("*.py"))
 
@@ -69,3 +71,6 @@ def test_linear_algebra_agrees(rng):
     keras_z, tf_z = _both("solve_lower_triangular", tril, rhs)
     np.testing.assert_allclose(keras_z, tf_z, rtol=1e-6)
     np.testing.assert_allclose(tf_z, np.linalg.solve(tril, rhs[..., None])[..., 0], rtol=1e-6)
+    square = rng.normal(size=(2, 4, 3, 3)).astype("float32")
+    for diagonal in _both("matrix_diagonal", square):
+        np.testing.assert_array_equal(diagonal, np.diagonal(square, axis1=-2, axis2=-1))
