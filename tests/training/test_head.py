@@ -230,3 +230,37 @@ def test_tf_keras_head_takes_the_same_floor(rng):
     np.testing.assert_allclose(head.target_floor, [1.0])
     assert head.get_config()["scale_floor"] == "grid"
     assert head.get_config()["target_floor"] == list(head.target_floor)
+
+
+def test_zero_floors_are_no_floor_and_numeric_floors_are_listed_in_the_config():
+    assert mdn_layers.MixtureDensity(2, 3, scale_floor=0.0).target_floor is None
+    assert mdn_layers.MixtureDensity(2, 3, scale_floor=[0.0, 1e-300]).target_floor == (0.0, 1e-300)
+    config = mdn_layers.MixtureDensity(2, 3, scale_floor=[0.5, 2.0]).get_config()
+    assert config["scale_floor"] == [0.5, 2.0] and type(config["scale_floor"]) is list
+    assert config["target_floor"] == [0.5, 2.0]
+    assert mdn_layers.MixtureDensity(2, 3).get_config()["scale_floor"] is None
+
+
+def test_adapt_keeps_a_numeric_floor_and_shares_one_scale_for_spherical_heads(rng):
+    y = rng.normal([0.0, 5.0], [1.0, 3.0], size=(500, 2))
+    head = mdn_layers.MixtureDensity(2, 3, scale_floor=[0.5, 2.0]).adapt(y)
+    assert head.target_floor == (0.5, 2.0)
+    spherical = mdn_layers.MixtureDensity(2, 3, "spherical").adapt(y)
+    # One standard deviation for every dim: the root mean of the per-dim variances.
+    np.testing.assert_allclose(spherical.target_scale,
+                               [np.sqrt(np.mean(y.var(axis=0)))] * 2, rtol=1e-9)
+
+
+def test_adapt_errors_name_the_layer_and_adapt():
+    with pytest.raises(ValueError, match=r"^MixtureDensity\.adapt: "):
+        mdn_layers.MixtureDensity(2, 3).adapt(np.ones((5, 3)))
+
+
+@pytest.mark.backend_neutral
+def test_target_statistics_are_read_from_the_weights_once_built(rng):
+    head = mdn_layers.MixtureDensity(1, 2).adapt(rng.normal(3.0, 2.0, size=200))
+    keras.Sequential([keras.Input((2,)), head])
+    head.target_loc_weight.assign(np.array([7.25], "float32"))
+    head.target_scale_weight.assign(np.array([0.5], "float32"))
+    assert head.target_loc == (7.25,) and head.target_scale == (0.5,)
+    assert head.get_config()["target_loc"] == [7.25]
