@@ -71,6 +71,7 @@ def test_linear_algebra_agrees(rng):
     keras_z, tf_z = _both("solve_lower_triangular", tril, rhs)
     np.testing.assert_allclose(keras_z, tf_z, rtol=1e-6)
     np.testing.assert_allclose(tf_z, np.linalg.solve(tril, rhs[..., None])[..., 0], rtol=1e-6)
-    square = rng.normal(size=(2, 4, 3, 3)).astype("float32")
-    for diagonal in _both("matrix_diagonal", square):
-        np.testing.assert_array_equal(diagonal, np.diagonal(square, axis1=-2, axis2=-1))
+    for shape in [(4, 3, 3), (2, 4, 3, 3)]:                # the last two axes, at any rank
+        square = rng.normal(size=shape).astype("float32")
+        for diagonal in _both("matrix_diagonal", square):
+            np.testing.assert_array_equal(diagonal, np.diagonal(square, axis1=-2, axis2=-1))
