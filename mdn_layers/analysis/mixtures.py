@@ -208,11 +208,10 @@ def check_values(parts, values, name="values"):
     values = tf.cast(tf_ops.to_tensor(values), parts.dtype)
     if parts.scalar:
         values = values[..., tf.newaxis]
+    # (Scalar-event values always pass: their added event axis has the event size, 1.)
     if values.shape.rank == 0 or values.shape[-1] not in (None, parts.event_size):
-        expected = "shape [...] (scalar events)" if parts.scalar else (
-            f"a last axis of size {parts.event_size} (the event size)")
-        raise ValueError(f"`{name}` must have {expected}; received shape "
-                         f"{values.shape[:-1] if parts.scalar else values.shape}.")
+        raise ValueError(f"`{name}` must have a last axis of size {parts.event_size} (the event "
+                         f"size); received shape {values.shape}.")
     return values
 
 
@@ -263,7 +262,7 @@ def _check_params_width(params, event_size, num_components, covariance):
             f"params_size={expected}.")
 
 
-def params_to_parts(params, event_size, num_components, covariance="full",
+def params_to_parts(params, event_size, num_components, covariance,
                     diag_shift=layout.DEFAULT_DIAG_SHIFT):
     """Splits ``params`` ``[..., P]`` (any backend's array) into :class:`MixtureParts`
     (the config checked here, once)."""
@@ -329,14 +328,10 @@ def row_chunks(parts, values=None, copies=1):
                                                                else values)
 
 
-def mixture_from_param_chunks(chunks, event_size, num_components, covariance="full",
-                              diag_shift=layout.DEFAULT_DIAG_SHIFT):
+def mixture_from_param_chunks(chunks, event_size, num_components, covariance, diag_shift):
     """:func:`mixture_from_params` of params arriving in row chunks (an iterable of
     ``[n_i, ..., P]`` arrays), each split as it arrives; the mixture's batch is their rows
-    in order."""
-    event_size, num_components, covariance = validation.check_mixture_config(
-        event_size, num_components, covariance)
-    diag_shift = validation.check_nonnegative_float(diag_shift, "diag_shift")
+    in order. The config is a checked one (a head's ``mixture_config()``)."""
     return build_distribution(joined_parts(
         [_split_params(params, event_size, num_components, covariance, diag_shift)
          for params in chunks]))
@@ -386,7 +381,7 @@ def in_row_chunks(function, parts, values):
     return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
 
 
-def log_prob(parts, values, allow_missing=False):
+def log_prob(parts, values, allow_missing):
     """``[...]`` log density of ``values`` ``[..., D]`` under the mixture (log space
     throughout; eagerly, in row chunks); with ``allow_missing`` NaN entries are missing and
     each row scores the marginal of its observed dims."""

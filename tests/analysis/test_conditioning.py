@@ -511,7 +511,9 @@ def test_python_float_values_keep_a_float64_mixtures_precision():
 
 
 def test_condition_of_a_scalar_event_names_condition():
-    with pytest.raises(ValueError, match=r"^condition needs a multivariate event \(D >= 2\)"):
+    with pytest.raises(ValueError, match=re.escape(
+            "condition needs a multivariate event (D >= 2); received a mixture with a scalar "
+            "event (tfd.Normal components).") + "$"):
         mdn_layers.condition(_scalar_event_mixture(), [0], [[0.0]])
 
 
@@ -657,7 +659,9 @@ def _scalar_event_mixture():
 
 def test_marginalize_of_a_scalar_event_names_marginalize():
     scalar = _scalar_event_mixture()
-    with pytest.raises(ValueError, match=r"^marginalize needs a multivariate event"):
+    with pytest.raises(ValueError, match=re.escape(
+            "marginalize needs a multivariate event (D >= 2); received a mixture with a scalar "
+            "event (tfd.Normal components).") + "$"):
         mdn_layers.marginalize(scalar, [0])
 
 

@@ -1,5 +1,7 @@
 """Tensors <-> TFP mixtures: mixture_from_params, and reading any Gaussian mixture TFP can
 express (mixture_parts, log_prob, the checks on values)."""
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -85,7 +87,7 @@ def test_log_prob_matches_scipy(rng, event_size):
     weights, means, covs = random_mixture(rng, 3, event_size)
     parts = mixtures.mixture_parts(tfp_mixture(weights, means, covs))
     y = rng.normal(0, 2, (7, event_size))
-    np.testing.assert_allclose(mixtures.log_prob(parts, y),
+    np.testing.assert_allclose(mixtures.log_prob(parts, y, allow_missing=False),
                                scipy_mixture_logpdf(y, weights, means, covs), rtol=1e-9)
 
 
@@ -129,13 +131,15 @@ def test_log_weights_are_normalised_from_probs_or_logits():
                                [0.2, 0.8], rtol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [5, 12])                # 5 chunks of the 23 rows, or 2
 @pytest.mark.parametrize("covariance", ["full", "diag"])
-def test_many_host_rows_are_split_in_chunks_with_the_same_result(rng, covariance, monkeypatch):
+def test_many_host_rows_are_split_in_chunks_with_the_same_result(rng, covariance, rows,
+                                                                 monkeypatch):
     import mdn_layers
     size = mdn_layers.params_size(3, 2, covariance)
     params = rng.normal(size=(23, 4, size)).astype("float32")  # [N, T, P]: chunks along N
     whole = mixtures.params_to_parts(params, 3, 2, covariance)
-    monkeypatch.setattr(layout, "CHUNK_BYTES", 5 * 4 * size * 4)  # 5 rows of [4, P] float32
+    monkeypatch.setattr(layout, "CHUNK_BYTES", rows * 4 * size * 4)  # rows of [4, P] float32
     chunked = mixtures.params_to_parts(params, 3, 2, covariance)
     for field in ("log_weights", "loc", "scale"):
         np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-6,
@@ -200,7 +204,9 @@ def test_wrong_width_values_raise_instead_of_broadcasting(rng):
         for function in (scores.crps, scores.pit, scores.nll, summaries.cdf,
                          mdn_layers.responsibilities, scores.energy_score, scores.coverage,
                          mdn_layers.most_probable_component):
-            with pytest.raises(ValueError, match="last axis of size 2"):
+            with pytest.raises(ValueError, match=re.escape(
+                    f"`values` must have a last axis of size 2 (the event size); received "
+                    f"shape (5, {width}).") + "$"):
                 function(mixture, y)
     for metric in (mdn_layers.metrics.CRPS(2, 3), mdn_layers.metrics.EnergyScore(2, 3)):
         with pytest.raises(ValueError, match="y_true last axis has size 1"):
@@ -241,7 +247,7 @@ def test_log_prob_of_draws_with_a_sample_axis_matches_tfp(rng):
     weights, means, covs = random_mixture(rng, 3, 2, batch=(4,))
     dist = tfp_mixture(weights, means, covs)
     values = rng.normal(size=(5, 4, 2))
-    found = mixtures.log_prob(mixtures.mixture_parts(dist), values)
+    found = mixtures.log_prob(mixtures.mixture_parts(dist), values, allow_missing=False)
     np.testing.assert_allclose(found.numpy(), dist.log_prob(values).numpy(), rtol=1e-10)
 
 
