@@ -1,6 +1,9 @@
 """The head's shared behaviour: adapt (target statistics as saved state, a data-aware start,
 raw units) and the scale floor."""
 
+import re
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -264,3 +267,62 @@ def test_target_statistics_are_read_from_the_weights_once_built(rng):
     head.target_scale_weight.assign(np.array([0.5], "float32"))
     assert head.target_loc == (7.25,) and head.target_scale == (0.5,)
     assert head.get_config()["target_loc"] == [7.25]
+
+
+def _ran(head, x):
+    """``head`` after a model ending in it has predicted once (its compiled functions cached)."""
+    model = keras.Sequential([keras.Input((x.shape[1],)), head])
+    mdn_layers.predict_mixture(model, x)
+    return head
+
+
+def test_adapt_after_a_run_names_what_changed_and_a_same_floor_readapt_is_allowed(rng):
+    x, y = rng.normal(size=(8, 2)).astype("float32"), rng.normal(5.0, 2.0, size=(300, 1))
+    advice = ("; the model's compiled functions would not see the change. Call adapt before "
+              "the first fit, predict or call, or adapt a new head (e.g. in a clone of the "
+              "model).")
+    with pytest.raises(RuntimeError, match=re.escape(
+            "MixtureDensity.adapt: this head has already run in a model unadapted" + advice)):
+        _ran(mdn_layers.MixtureDensity(1, 2), x).adapt(y)
+    _, grid = _grid_data(rng, 300)
+    floored = _ran(mdn_layers.MixtureDensity(1, 2, scale_floor="grid").adapt(grid), x)
+    with pytest.raises(RuntimeError, match=re.escape(
+            "MixtureDensity.adapt: this head has already run in a model with another scale "
+            "floor" + advice)):
+        floored.adapt(grid * 3.0)                       # a grid step of 3: another floor
+    floored.adapt(grid + 1.0)                           # the same step: allowed
+    assert floored.target_loc == (float(np.mean(grid + 1.0)),)
+    unfloored = _ran(mdn_layers.MixtureDensity(1, 2, scale_floor="grid").adapt(y), x)
+    with pytest.raises(RuntimeError, match="already run in a model with another scale floor"):
+        unfloored.adapt(grid)                           # no floor before, the step's now
+
+
+def test_the_grid_warning_names_only_the_grid_dims_and_a_numeric_floor_silences_it(rng):
+    _, grid = _grid_data(rng, 300)
+    y = np.concatenate([rng.normal(size=(300, 1)), grid], axis=1)
+    with pytest.warns(mdn_layers.GridTargetWarning) as caught:
+        mdn_layers.MixtureDensity(2, 2).adapt(y)
+    assert [str(w.message) for w in caught] == [
+        "MixtureDensity.adapt: target dims [1] take values on a grid (steps [1.0]); a mixture "
+        "can shrink its components onto the grid values and report a log-likelihood without "
+        "bound. Pass scale_floor='grid' to the layer (a floor at the grid step), or add uniform "
+        "noise of one step to the training targets (dequantisation)."]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mdn_layers.MixtureDensity(2, 2, scale_floor=[0.1, 0.5]).adapt(y)
+        mdn_layers.MixtureDensity(1, 2).adapt(y[:, :1])
+
+
+def test_a_float64_head_adapted_after_build_keeps_float64_statistics_and_start(rng):
+    y = rng.normal(1e3, 1.0, size=(300, 1)) + rng.normal(size=(300, 1)) * 1e-6
+    early = mdn_layers.MixtureDensity(1, 3, dtype="float64").adapt(y)
+    keras.Sequential([keras.Input((2,)), early])
+    late = mdn_layers.MixtureDensity(1, 3, dtype="float64")
+    keras.Sequential([keras.Input((2,)), late])
+    late.adapt(y)
+    for head in (early, late):
+        assert keras.ops.convert_to_numpy(head.target_loc_weight).dtype == np.float64
+        np.testing.assert_allclose(head.target_loc, [np.mean(y)], rtol=1e-15)
+        np.testing.assert_allclose(head.target_scale, [np.std(y)], rtol=1e-12)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(late.bias),
+                               keras.ops.convert_to_numpy(early.bias), rtol=1e-12)
