@@ -270,3 +270,33 @@ def test_weights_that_alone_carry_the_batch_broadcast_like_tfp(rng):
     np.testing.assert_allclose(summaries.mean(dist), probs @ means, rtol=1e-10)
     np.testing.assert_allclose(summaries.covariance(dist), dist.covariance(), rtol=1e-10)
     assert mdn_layers.sample(dist, 5, seed=1).shape == (5, 3, 2)
+
+
+def test_params_width_integer_params_and_diag_shift_against_closed_forms():
+    import mdn_layers
+    with pytest.raises(ValueError, match=re.escape(
+            "params last axis has size 5, but event_size=2, num_components=3, "
+            "covariance='full' need params_size=18.") + "$"):
+        mdn_layers.mixture_from_params(np.zeros((2, 5), "float32"), 2, 3)
+    # Integer params are read as float32: zeros are equal weights, means 0, scales
+    # softplus(0) + diag_shift.
+    mixture = mdn_layers.mixture_from_params(np.zeros((4, 10), int), 2, 2, "diag")
+    assert mixture.dtype == tf.float32 and mixture.batch_shape == (4,)
+    np.testing.assert_allclose(mixture.components_distribution.stddev().numpy(),
+                               np.log(2.0) + 1e-5, rtol=1e-6)
+    # Raw scale entries far below zero: every standard deviation is the diag_shift.
+    params = np.full((3, 10), -60.0, "float32")
+    for shift in (0.0, 0.25):
+        mixture = mdn_layers.mixture_from_params(params, 2, 2, "diag", diag_shift=shift)
+        np.testing.assert_allclose(mixture.components_distribution.stddev().numpy(),
+                                   max(shift, np.exp(-60.0)), rtol=1e-5)
+
+
+def test_a_batch_of_single_diagonal_normals_keeps_its_rows():
+    import mdn_layers
+    loc, sd = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]), np.array([[1.0, 2.0]] * 3)
+    single = tfd.MultivariateNormalDiag(loc, sd * np.array([[1.0], [2.0], [3.0]]))
+    kept = mdn_layers.marginalize(single, [1])
+    assert kept.batch_shape == (3,)
+    np.testing.assert_allclose(kept.mean().numpy()[:, 0], [1.0, 3.0, 5.0])
+    np.testing.assert_allclose(kept.stddev().numpy()[:, 0], [2.0, 4.0, 6.0])

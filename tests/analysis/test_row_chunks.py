@@ -60,6 +60,21 @@ def test_values_with_a_sample_axis_or_broadcast_are_not_cut(rng, small_chunks):
     point = rng.normal(size=D)                                 # [D]: every chunk
     np.testing.assert_allclose(mdn_layers.scores.nll(dist, point).numpy(),
                                -dist.log_prob(point).numpy(), rtol=1e-10)
+    row = rng.normal(size=(1, D))                              # [1, D]: broadcast, not cut
+    np.testing.assert_allclose(mdn_layers.scores.nll(dist, row).numpy(),
+                               -dist.log_prob(row).numpy(), rtol=1e-10)
+
+
+def test_two_batch_axes_are_cut_along_the_first_and_a_point_goes_whole(rng, small_chunks):
+    """Batch ``[N, 2]``: rows of the first axis per chunk; values ``[D]`` (one rank below the
+    batch) and ``[N, 2, D]`` against TFP."""
+    parts, _ = _batch(rng)
+    weights, means, covs = (np.stack([np.stack(p)] * 2, axis=1) for p in zip(*parts))
+    pairs = tfd.MixtureSameFamily(tfd.Categorical(probs=weights),
+                                  tfd.MultivariateNormalTriL(means, np.linalg.cholesky(covs)))
+    for values in (rng.normal(size=D), rng.normal(size=(ROWS, 2, D))):
+        np.testing.assert_allclose(mdn_layers.scores.nll(pairs, values).numpy(),
+                                   -pairs.log_prob(values).numpy(), rtol=1e-10)
 
 
 def test_chunked_draws_are_fresh_in_every_chunk_and_reproducible(rng, small_chunks):
@@ -115,6 +130,11 @@ def test_a_factor_with_entries_above_its_diagonal_is_read_as_its_lower_triangle(
                                  tfd.MultivariateNormalTriL(np.zeros((5, 2, D)), noisy))
     np.testing.assert_array_equal(mixtures.mixture_parts(dist).scale.numpy(), tril)
     assert tf.executing_eagerly()
+    # Entries on the first superdiagonal alone are found too.
+    near = tril + np.triu(np.tril(np.ones(tril.shape), 1), 1)
+    dist = tfd.MixtureSameFamily(tfd.Categorical(logits=np.zeros((5, 2))),
+                                 tfd.MultivariateNormalTriL(np.zeros((5, 2, D)), near))
+    np.testing.assert_array_equal(mixtures.mixture_parts(dist).scale.numpy(), tril)
 
 
 PEAK_SCRIPT = """
