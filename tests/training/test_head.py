@@ -326,3 +326,15 @@ def test_a_float64_head_adapted_after_build_keeps_float64_statistics_and_start(r
         np.testing.assert_allclose(head.target_scale, [np.std(y)], rtol=1e-12)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(late.bias),
                                keras.ops.convert_to_numpy(early.bias), rtol=1e-12)
+
+
+@pytest.mark.backend_neutral
+def test_adapted_state_is_two_named_non_trainable_weights_made_once(rng):
+    head = mdn_layers.MixtureDensity(2, 3)
+    keras.Sequential([keras.Input((4,)), head])
+    for shift in (0.0, 10.0):                          # adapt twice after build
+        head.adapt(rng.normal(size=(50, 2)) + shift)
+    assert len(head.weights) == 4 and len(head.trainable_weights) == 2
+    assert [w.name for w in head.non_trainable_weights] == ["target_loc", "target_scale"]
+    assert head.target_loc_weight is head.non_trainable_weights[0]
+    assert min(head.target_loc) > 5.0                  # the second adapt's statistics
