@@ -278,6 +278,9 @@ def test_params_width_integer_params_and_diag_shift_against_closed_forms():
             "params last axis has size 5, but event_size=2, num_components=3, "
             "covariance='full' need params_size=18.") + "$"):
         mdn_layers.mixture_from_params(np.zeros((2, 5), "float32"), 2, 3)
+    with pytest.raises(ValueError, match=re.escape(
+            "`diag_shift` must be a finite float >= 0; received -1.0.") + "$"):
+        mdn_layers.mixture_from_params(np.zeros((2, 18), "float32"), 2, 3, diag_shift=-1.0)
     # Integer params are read as float32: zeros are equal weights, means 0, scales
     # softplus(0) + diag_shift.
     mixture = mdn_layers.mixture_from_params(np.zeros((4, 10), int), 2, 2, "diag")
