@@ -338,3 +338,24 @@ def test_adapted_state_is_two_named_non_trainable_weights_made_once(rng):
     assert [w.name for w in head.non_trainable_weights] == ["target_loc", "target_scale"]
     assert head.target_loc_weight is head.non_trainable_weights[0]
     assert min(head.target_loc) > 5.0                  # the second adapt's statistics
+
+
+def test_config_errors_name_diag_shift_target_floor_and_a_spherical_scale():
+    with pytest.raises(ValueError, match=re.escape(
+            "`diag_shift` must be a finite float >= 0; received -1.0.") + "$"):
+        mdn_layers.MixtureDensity(2, 3, diag_shift=-1.0)
+    with pytest.raises(ValueError, match=re.escape(
+            "`target_floor` must be None, 'grid' or 2 non-negative finite floats (one per target "
+            "dim, in target units); received [-1.0, 0.0].") + "$"):
+        mdn_layers.MixtureDensity(2, 3, target_floor=[-1.0, 0.0])
+    with pytest.raises(ValueError, match="one value repeated for covariance='spherical'"):
+        mdn_layers.MixtureDensity(2, 3, "spherical", target_loc=[0.0, 0.0],
+                                  target_scale=[1.0, 2.0])
+
+
+def test_the_starting_standard_deviation_is_initial_scale_whatever_the_diag_shift():
+    for shift in (0.0, 0.3):
+        head = mdn_layers.MixtureDensity(2, 3, "diag", initial_scale=1.5, diag_shift=shift)
+        mixture = head.mixture(keras.ops.convert_to_numpy(head(np.zeros((1, 2), "float32"))))
+        np.testing.assert_allclose(mixture.components_distribution.stddev().numpy(), 1.5,
+                                   rtol=1e-5)
